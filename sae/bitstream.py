@@ -1,0 +1,131 @@
+"""The layered container: one file, any prefix of k chunks is a valid file.
+
+Layout (big-endian)::
+
+    header  magic "SAE\\x1a" | version u8 | layers u8 | height u16 | width u16
+            | crc32 of the preceding 10 bytes
+    chunk   length u32 | weights id (4 bytes) | crc32 | payload (length bytes)
+
+A chunk's CRC covers the image identity (magic, version, height, width), the
+chunk's index, its weights id and its payload, but not the layer count, so
+truncation copies chunks verbatim and rewrites only the header.  Every size
+is checked against the bytes present before anything is allocated.
+"""
+
+import struct
+import zlib
+from typing import NamedTuple, Sequence
+
+from sae.errors import InputError
+
+MAGIC = b"SAE\x1a"
+VERSION = 1
+MAX_LAYERS = 8
+MAX_SIDE = 8192
+_HEADER = struct.Struct(">4sBBHH")
+_CHUNK = struct.Struct(">I4sI")
+HEADER_BYTES = _HEADER.size + 4
+
+
+class StreamError(InputError):
+  """A stream that is not one, is cut, corrupted or implausible."""
+
+
+class Stream(NamedTuple):
+  height: int
+  width: int
+  payloads: tuple        # one bytes per layer, in order
+  weights_ids: tuple     # one 4-byte id per layer
+  version: int = VERSION
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.payloads)
+
+
+def check_size(height: int, width: int) -> None:
+  if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+    raise StreamError(f"image size {width}x{height} outside 1..{MAX_SIDE}")
+
+
+def _chunk_crc(height, width, index, weights_id, payload) -> int:
+  identity = _HEADER.pack(MAGIC, VERSION, index, height, width)
+  return zlib.crc32(payload, zlib.crc32(weights_id, zlib.crc32(identity)))
+
+
+def pack(height: int, width: int, payloads: Sequence[bytes],
+         weights_ids: Sequence[bytes]) -> bytes:
+  """Serializes per-layer payloads (layer 0 first) into one stream."""
+  check_size(height, width)
+  if not 1 <= len(payloads) <= MAX_LAYERS or len(weights_ids) != len(payloads):
+    raise ValueError(f"need 1..{MAX_LAYERS} payloads with one id each, got "
+                     f"{len(payloads)} payloads and {len(weights_ids)} ids")
+  head = _HEADER.pack(MAGIC, VERSION, len(payloads), height, width)
+  parts = [head, struct.pack(">I", zlib.crc32(head))]
+  for k, (payload, wid) in enumerate(zip(payloads, weights_ids)):
+    if len(wid) != 4:
+      raise ValueError(f"weights id must be 4 bytes, got {len(wid)}")
+    crc = _chunk_crc(height, width, k, wid, payload)
+    parts += [_CHUNK.pack(len(payload), wid, crc), payload]
+  return b"".join(parts)
+
+
+def unpack(data: bytes) -> Stream:
+  """Parses and verifies a stream.
+
+  Raises:
+    StreamError: with a one-line reason.
+  """
+  if len(data) < HEADER_BYTES:
+    if not MAGIC.startswith(data[:4]):
+      raise StreamError("not an SAE stream (bad magic)")
+    raise StreamError(f"stream is cut: {len(data)} bytes, header needs "
+                      f"{HEADER_BYTES}")
+  magic, version, layers, height, width = _HEADER.unpack_from(data)
+  if magic != MAGIC:
+    raise StreamError("not an SAE stream (bad magic)")
+  if version != VERSION:
+    raise StreamError(f"stream format version {version} is not supported "
+                      f"(this is version {VERSION})")
+  (crc,) = struct.unpack_from(">I", data, _HEADER.size)
+  if crc != zlib.crc32(data[:_HEADER.size]):
+    raise StreamError("stream header is corrupted (checksum mismatch)")
+  check_size(height, width)
+  if not 1 <= layers <= MAX_LAYERS:
+    raise StreamError(f"layer count {layers} outside 1..{MAX_LAYERS}")
+  payloads, ids, pos = [], [], HEADER_BYTES
+  for k in range(layers):
+    if len(data) - pos < _CHUNK.size:
+      raise StreamError(f"stream is cut in layer {k + 1} of {layers}")
+    length, wid, crc = _CHUNK.unpack_from(data, pos)
+    pos += _CHUNK.size
+    if length > len(data) - pos:
+      raise StreamError(f"stream is cut in layer {k + 1} of {layers}: chunk "
+                        f"needs {length} bytes, {len(data) - pos} remain")
+    payload = bytes(data[pos:pos + length])
+    pos += length
+    if crc != _chunk_crc(height, width, k, wid, payload):
+      raise StreamError(f"layer {k + 1} is corrupted (checksum mismatch)")
+    payloads.append(payload)
+    ids.append(wid)
+  if pos != len(data):
+    raise StreamError(f"{len(data) - pos} unexpected bytes after the last layer")
+  return Stream(height, width, tuple(payloads), tuple(ids), version)
+
+
+def truncate(data: bytes, num_layers: int) -> bytes:
+  """The first ``num_layers`` layers of a stream, as a stream."""
+  stream = unpack(data)
+  if not 1 <= num_layers <= stream.num_layers:
+    raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
+                     f"stream, got {num_layers}")
+  return pack(stream.height, stream.width, stream.payloads[:num_layers],
+              stream.weights_ids[:num_layers])
+
+
+def layer_bytes(data: bytes) -> list:
+  """Bytes each layer adds to the file (header counted in layer 1)."""
+  stream = unpack(data)
+  sizes = [_CHUNK.size + len(p) for p in stream.payloads]
+  sizes[0] += HEADER_BYTES
+  return sizes

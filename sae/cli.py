@@ -1,0 +1,123 @@
+"""Argument parsing shared by the per-layer scripts, and error reporting.
+
+Every front end reports bad usage or bad input as one line ``error: ...`` on
+stderr with exit status 2 and no traceback.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+from sae.config import layer_name
+from sae.errors import InputError
+
+DEFAULT_CORPUS = "corpus/clic2018"
+DEFAULT_KODAK = "kodak"
+KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with the project's one-line error and exit status 2."""
+
+  def error(self, message):
+    raise SystemExit(_fail(message))
+
+
+def _fail(message: str) -> int:
+  print(f"error: {message}", file=sys.stderr)
+  return 2
+
+
+def _positive(text):
+  value = int(text)
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+  return value
+
+
+def train_parser(k: int) -> argparse.ArgumentParser:
+  p = _Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
+              "layers 0..k-1 restored from --checkpoint-dir and frozen.",
+              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--corpus", default=DEFAULT_CORPUS,
+                 help="folder of training PNG/JPEG images (any sizes)")
+  p.add_argument("--checkpoint-dir", default="checkpoints/mse",
+                 help="per-layer checkpoints; lower layers are read from here")
+  p.add_argument("--steps", type=_positive, default=60000 if k == 0 else 40000,
+                 help="total training steps of this layer (resumes)")
+  p.add_argument("--batch-size", type=_positive, default=None,
+                 help="global batch size (default: the preset's, 8 for paper)")
+  p.add_argument("--patch-size", type=_positive, default=None,
+                 help="random crop size (default: the preset's, 256 for paper)")
+  p.add_argument("--lambda", dest="lmbda", type=float, default=None,
+                 help="rate-distortion weight (default: the preset's table)")
+  p.add_argument("--learning-rate", type=float, default=None,
+                 help="peak learning rate (default: the table's, 1e-3)")
+  p.add_argument("--lr-decay-at", type=float, default=0.8,
+                 help="fraction of --steps after which the rate drops 10x")
+  p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse")
+  p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
+  p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
+                 default="none", help="tf.distribute strategy")
+  p.add_argument("--checkpoint-every", type=float, default=300,
+                 help="seconds between checkpoints")
+  p.add_argument("--seed", type=int, default=None)
+  p.add_argument("--no-progress", dest="progress", action="store_false")
+  return p
+
+
+def test_parser(k: int) -> argparse.ArgumentParser:
+  p = _Parser(description=f"Evaluate SAE layers 0..{k} (base.."
+              f"{layer_name(k)}) on a folder of images, each at its own size.",
+              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--kodak", default=DEFAULT_KODAK,
+                 help="image folder; the 24 Kodak images are downloaded here "
+                 "when it holds none")
+  p.add_argument("--kodak-url", default=KODAK_URL,
+                 help="URL pattern of the Kodak images ({:02d} = 1..24)")
+  p.add_argument("--weights", default=None,
+                 help="weights folder or training checkpoint directory "
+                 "(default: shipped weights/mse)")
+  p.add_argument("--out", default=None, help="results JSON path")
+  p.add_argument("--recon-dir", default=None,
+                 help="write decoded PNGs here (<image>_<layers>.png)")
+  p.add_argument("--name", default=None, help="name in the results JSON")
+  p.add_argument("--limit", type=_positive, default=None,
+                 help="evaluate only the first N images")
+  p.add_argument("--no-progress", dest="progress", action="store_false")
+  return p
+
+
+def guarded(fn, *args) -> int:
+  """Runs ``fn``; turns InputError and friends into exit status 2."""
+  try:
+    return fn(*args)
+  except (InputError, FileNotFoundError, IsADirectoryError,
+          PermissionError) as e:
+    return _fail(str(e))
+  except KeyboardInterrupt:
+    return _fail("interrupted")
+
+
+def quiet_tensorflow():
+  """Keeps TensorFlow's start-up chatter off stderr."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  warnings.filterwarnings("ignore", category=DeprecationWarning)
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+
+
+def train_main(k: int, argv=None) -> int:
+  args = train_parser(k).parse_args(argv)
+  quiet_tensorflow()
+  from sae import train
+  return guarded(train.run, k, args)
+
+
+def test_main(k: int, argv=None) -> int:
+  args = test_parser(k).parse_args(argv)
+  quiet_tensorflow()
+  from sae import evaluate
+  return guarded(evaluate.run, k + 1, args)
+

@@ -1,0 +1,111 @@
+"""Image I/O and the training input pipeline."""
+
+import io
+import pathlib
+import warnings
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from sae.errors import InputError
+from sae.fileio import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def list_images(folder, suffixes=IMAGE_SUFFIXES) -> list:
+  """Sorted image files directly or recursively under ``folder``."""
+  root = pathlib.Path(folder)
+  if not root.is_dir():
+    raise InputError(f"image folder {str(folder)!r} does not exist")
+  return sorted(str(p) for p in root.rglob("*")
+                if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def load_image(path) -> np.ndarray:
+  """Reads any image Pillow reads as uint8 HxWx3 RGB.
+
+  Grayscale, palette and 16-bit images are converted; alpha is dropped with a
+  warning.
+  """
+  try:
+    with Image.open(path) as img:
+      img.load()
+      if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, np.float64)
+        scale = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.round(arr / scale * 255).astype(np.uint8))
+      if "A" in img.getbands() or img.info.get("transparency") is not None:
+        warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
+      rgb = np.asarray(img.convert("RGB"), np.uint8)
+  except FileNotFoundError:
+    raise InputError(f"input {str(path)!r} does not exist") from None
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise InputError(f"cannot read image {str(path)!r}: {e}") from None
+  return rgb
+
+
+def save_png(array: np.ndarray, path) -> None:
+  """Writes uint8 HxWx3 as PNG, atomically (temporary file, then rename)."""
+  buf = io.BytesIO()
+  Image.fromarray(np.asarray(array, np.uint8)).save(buf, format="PNG")
+  atomic_write(path, buf.getvalue())
+
+
+def _usable_images(paths: Sequence[str], patch_size: int) -> list:
+  usable, small = [], []
+  for p in paths:
+    try:
+      with Image.open(p) as img:
+        w, h = img.size
+    except OSError:
+      small.append(f"{p} (unreadable)")
+      continue
+    (usable if min(w, h) >= patch_size else small).append(p)
+  if small:
+    warnings.warn(f"skipping {len(small)} image(s) smaller than the "
+                  f"{patch_size}x{patch_size} crop: " + ", ".join(small),
+                  stacklevel=2)
+  return usable
+
+
+def training_dataset(folder, patch_size: int, batch_size: int,
+                     seed=None) -> tf.data.Dataset:
+  """Random crops from every image under ``folder``, endlessly.
+
+  Images are decoded once, in parallel, and kept in memory (the training set
+  is small next to RAM); each step only crops, so the trainer never waits
+  for PNG decoding.
+
+  Raises:
+    InputError: the folder is missing or has no image at least patch_size.
+  """
+  paths = list_images(folder)
+  if not paths:
+    raise InputError(f"no PNG/JPEG images in {str(folder)!r}")
+  paths = _usable_images(paths, patch_size)
+  if not paths:
+    raise InputError(f"no image in {str(folder)!r} is at least "
+                     f"{patch_size}x{patch_size}")
+
+  def decode(path):
+    img = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                             expand_animations=False)
+    return tf.image.convert_image_dtype(img, tf.uint8, saturate=True)
+
+  def crop(img):
+    return tf.cast(tf.image.random_crop(img, (patch_size, patch_size, 3),
+                                        seed=seed), tf.float32)
+
+  ds = tf.data.Dataset.from_tensor_slices(paths)
+  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def num_training_images(folder, patch_size: int) -> int:
+  return len(_usable_images(list_images(folder), patch_size))
+

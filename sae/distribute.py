@@ -1,0 +1,36 @@
+"""Choosing a tf.distribute strategy from a flag.
+
+- ``none``: the default strategy (one device; CPU or one GPU).
+- ``mirrored``: every GPU of this machine (or logical CPU devices in tests).
+- ``multi-worker``: several machines, configured by the ``TF_CONFIG``
+  environment variable; the global batch is split across all replicas.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("none", "mirrored", "multi-worker")
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+  if name == "none":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi-worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"--distribute must be one of {STRATEGIES}, got {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Only the chief writes checkpoints, logs and weights."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not os.environ.get("TF_CONFIG"):
+    return True
+  task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+  kind, index = task.get("type", "worker"), task.get("index", 0)
+  return kind == "chief" or (kind == "worker" and index == 0 and not any(
+      t == "chief" for t in json.loads(os.environ["TF_CONFIG"])
+      .get("cluster", {})))

@@ -1,0 +1,97 @@
+"""Dataset evaluation of cumulative layers: table on stdout, results JSON.
+
+Protocol (DESIGN.md section 5): every image at its own size; bpp from the
+bytes of the layered file (8 * bytes / (H * W)); PSNR-RGB and MS-SSIM-RGB of
+the 8-bit decoded image; means over images.
+"""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import tqdm
+
+from sae import checkpoints, codec, kodak, metrics
+from sae.config import layer_name
+from sae.data import load_image, save_png
+from sae.fileio import atomic_write
+
+
+def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
+  """Per-image metrics of layers 1..num_layers; returns the per_image list."""
+  # Trace both tf.functions once so timings exclude graph building.
+  warm = np.zeros((16, 16, 3), np.uint8)
+  codec.decode(model, codec.encode(model, warm, num_layers))
+  per_image = []
+  for path in tqdm.tqdm(paths, desc="evaluate", disable=not progress):
+    image = load_image(path)
+    h, w = image.shape[:2]
+    row = {"image": pathlib.Path(path).name, "height": h, "width": w,
+           "bytes": [], "bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [],
+           "encoding_time": [], "decoding_time": []}
+    for k in range(1, num_layers + 1):
+      t0 = time.perf_counter()
+      stream = codec.encode(model, image, k)
+      t1 = time.perf_counter()
+      decoded = codec.decode(model, stream)
+      t2 = time.perf_counter()
+      row["bytes"].append(len(stream))
+      row["bpp"].append(metrics.bits_per_pixel(len(stream), h, w))
+      row["psnr-rgb"].append(metrics.psnr(image, decoded))
+      row["ms-ssim-rgb"].append(metrics.ms_ssim(image, decoded))
+      row["encoding_time"].append(t1 - t0)
+      row["decoding_time"].append(t2 - t1)
+      if recon_dir is not None:
+        save_png(decoded, pathlib.Path(recon_dir) /
+                 f"{pathlib.Path(path).stem}_{k}.png")
+    per_image.append(row)
+  return per_image
+
+
+RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
+               "decoding_time")
+
+
+def summarize(name, description, layers, per_image) -> dict:
+  """CompressAI-style results: one entry per cumulative layer (means)."""
+  results = {key: [float(np.mean([r[key][i] for r in per_image]))
+                   for i in range(len(layers))] for key in RESULT_KEYS}
+  return {"name": name, "description": description, "layers": list(layers),
+          "results": results, "per_image": per_image}
+
+
+def format_table(summary) -> str:
+  lines = [f"{'layers':<12}{'bpp':>9}{'PSNR-RGB':>10}{'MS-SSIM':>9}"
+           f"{'enc s':>8}{'dec s':>8}"]
+  r = summary["results"]
+  for i, name in enumerate(summary["layers"]):
+    lines.append(f"{name:<12}{r['bpp'][i]:>9.4f}{r['psnr-rgb'][i]:>10.2f}"
+                 f"{r['ms-ssim-rgb'][i]:>9.4f}{r['encoding_time'][i]:>8.3f}"
+                 f"{r['decoding_time'][i]:>8.3f}")
+  return "\n".join(lines)
+
+
+def run(num_layers: int, args) -> int:
+  """Evaluates layers 0..num_layers-1 as the test scripts' options say."""
+  paths = kodak.ensure_images(args.kodak, args.kodak_url, args.progress)
+  if args.limit:
+    paths = paths[:args.limit]
+  weights = args.weights or checkpoints.DEFAULT_WEIGHTS
+  model = checkpoints.load_model(weights, num_layers)
+  if args.recon_dir:
+    pathlib.Path(args.recon_dir).mkdir(parents=True, exist_ok=True)
+  per_image = evaluate_model(model, paths, num_layers, args.recon_dir,
+                             args.progress)
+  config = checkpoints.read_config(weights)
+  layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
+  summary = summarize(
+      args.name or f"sae-{config.metric}",
+      f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
+      f"{pathlib.Path(weights).as_posix()}, ids "
+      f"{[i.hex() for i in model.weights_ids()]}; {len(paths)} images from "
+      f"{args.kodak}; bpp = 8*file bytes/(H*W)", layers, per_image)
+  print(format_table(summary))
+  if args.out:
+    atomic_write(args.out, (json.dumps(summary, indent=2) + "\n").encode())
+  return 0

@@ -1,0 +1,96 @@
+"""One layer of the cascade: transforms plus a factorized entropy model."""
+
+import hashlib
+from typing import NamedTuple
+
+import numpy as np
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from sae.config import LayerSpec
+from sae.transforms import AnalysisTransform, SynthesisTransform
+
+
+class LayerOutput(NamedTuple):
+  """What one layer returns for one input batch."""
+
+  y: tf.Tensor            # latent before quantization
+  y_hat: tf.Tensor        # noisy (training) or quantized (inference) latent
+  bits: tf.Tensor         # estimated bits per batch element, shape (B,)
+  x_hat: tf.Tensor        # unclipped reconstruction of the layer's input
+
+
+class LayerCodec(tf.keras.Model):
+  """Balle 2017 auto-encoder coding its input (an image or a residual).
+
+  The prior's variables are the only trainable state of the entropy model
+  (tfc v2 has no auxiliary loss).  ``prepare_for_coding`` fixes the range
+  coding tables once the layer is trained; before that ``compress`` raises.
+  """
+
+  def __init__(self, spec: LayerSpec, name: str):
+    super().__init__(name=name)
+    self.spec = spec
+    self.analysis = AnalysisTransform(spec)
+    self.synthesis = SynthesisTransform(spec)
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=(spec.latent_channels,))
+    self.coder = None
+    self.build((None, None, None, 3))
+
+  def build(self, input_shape):
+    self.analysis.build(input_shape)
+    self.synthesis.build((None, None, None, self.spec.latent_channels))
+    self.built = True  # without a traced call(): nothing to infer
+
+  def _entropy_model(self, training):
+    if not training and self.coder is not None:
+      return self.coder
+    # While training, the quantization offset is unused; estimating it from
+    # the prior every step would cost an iterative search per step.
+    return tfc.ContinuousBatchedEntropyModel(
+        self.prior, coding_rank=3, compression=False,
+        offset_heuristic=not training)
+
+  def call(self, x, training=False):
+    """Codes ``x``: additive noise when training, hard quantization otherwise."""
+    y = self.analysis(x)
+    y_hat, bits = self._entropy_model(training)(y, training=training)
+    return LayerOutput(y, y_hat, bits, self.synthesis(y_hat))
+
+  def quantize(self, y):
+    """Inference-mode quantization; identical to decompress(compress(y))."""
+    return self._entropy_model(training=False).quantize(y)
+
+  def prepare_for_coding(self):
+    """Builds the range coding tables from the (now fixed) prior."""
+    self.coder = tfc.ContinuousBatchedEntropyModel(
+        self.prior, coding_rank=3, compression=True)
+
+  def _require_coder(self):
+    if self.coder is None:
+      raise RuntimeError(
+          f"{self.name}: call prepare_for_coding() before compress/decompress")
+    return self.coder
+
+  def compress_latent(self, y):
+    """(1, h, w, C) latent -> (1,) string."""
+    return self._require_coder().compress(y)
+
+  def decompress_latent(self, string, latent_hw):
+    """(1,) string and [h, w] -> (1, h, w, C) quantized latent."""
+    return self._require_coder().decompress(string, latent_hw)
+
+  @property
+  def weight_variables(self):
+    """The variables that define this layer, in a fixed order."""
+    return (list(self.analysis.weights) + list(self.synthesis.weights) +
+            list(self.prior.trainable_variables))
+
+  def digest(self) -> str:
+    """SHA-256 of this layer's variable values (frozen-layer check, ids)."""
+    h = hashlib.sha256()
+    for v in self.weight_variables:
+      h.update(v.name.encode())
+      h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.hexdigest()

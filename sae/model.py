@@ -1,0 +1,165 @@
+"""The scalable auto-encoder: a cascade of layers coding residuals.
+
+Jia, Liu, Wang, Ma, Gao, "Layered Image Compression using Scalable
+Auto-encoder", IEEE MIPR 2019 (arXiv 1904.00553).
+
+    x ──► [base] ──► x̂0 ───────────────┐
+    │                                   ▼
+    └─(-)► r1 = x - x̂0 ──► [el1] ──► x̂1 ──► (+) ...
+                                        ▼
+          r_k = x - (x̂0 + .. + x̂_{k-1}) ──► [el_k] ──► x̂_k
+
+Decoding the first k chunks and summing their reconstructions gives the
+k-layer image.  Layers below the one being trained are frozen and run in
+inference mode (hard-quantized latents), so an enhancement layer trains on the
+exact residual it will see when coding.
+"""
+
+import hashlib
+from typing import NamedTuple, Sequence
+
+import tensorflow as tf
+
+from sae import losses
+from sae.config import LayerSpec, layer_name
+from sae.layer import LayerCodec
+from sae.transforms import latent_shape, pad_to_stride
+
+
+class CascadeOutput(NamedTuple):
+  """Training forward pass of the active layer."""
+
+  loss: tf.Tensor
+  bpp: tf.Tensor          # estimated bits / pixel of the active layer
+  mse: tf.Tensor          # of the total (cumulative) reconstruction
+  total: tf.Tensor        # cumulative reconstruction, unclipped
+
+
+class ScalableAutoEncoder(tf.keras.Model):
+  """A list of LayerCodecs built from one LayerSpec table."""
+
+  def __init__(self, specs: Sequence[LayerSpec], metric: str = "mse"):
+    super().__init__(name="sae")
+    if not specs:
+      raise ValueError("specs must hold at least one layer")
+    self.specs = tuple(specs)
+    self.metric = metric
+    self.codecs = [LayerCodec(s, name=layer_name(k))
+                   for k, s in enumerate(self.specs)]
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.codecs)
+
+  def lower_reconstruction(self, x, k):
+    """Sum of the inference-mode reconstructions of layers 0..k-1 (no grads)."""
+    total = tf.zeros_like(x)
+    for codec in self.codecs[:k]:
+      y = codec.analysis(x - total, training=False)
+      total += codec.synthesis(codec.quantize(y), training=False)
+    return tf.stop_gradient(total)
+
+  def forward(self, x, k, training=True):
+    """Loss of layer ``k`` on a batch ``x`` (float, 0..255, multiple of 16)."""
+    lower = self.lower_reconstruction(x, k)
+    out = self.codecs[k](x - lower, training=training)
+    total = lower + out.x_hat
+    num_pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    bpp = out.bits / num_pixels
+    mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
+    loss = losses.rd_loss(bpp, x, total, self.specs[k].lmbda, self.metric)
+    return CascadeOutput(loss, bpp, mse, total)
+
+  def set_trainable_layer(self, k):
+    """Freezes every layer but ``k``; returns the trainable variables."""
+    for j, codec in enumerate(self.codecs):
+      codec.trainable = j == k
+    variables = self.codecs[k].trainable_variables
+    expected = len(self.codecs[k].weight_variables)
+    if len(variables) != expected or len(self.trainable_variables) != expected:
+      raise RuntimeError(
+          f"expected {expected} trainable variables in layer {k}, found "
+          f"{len(variables)} (model: {len(self.trainable_variables)})")
+    return variables
+
+  def weights_ids(self) -> list:
+    """4-byte identifier per layer, chained: id_k covers layers 0..k.
+
+    Stored in every stream chunk so a decoder refuses chunks coded by other
+    weights, while a retrained upper layer leaves lower chunks decodable.
+    """
+    ids, prev = [], b""
+    for codec in self.codecs:
+      prev = hashlib.sha256(prev + bytes.fromhex(codec.digest())).digest()[:4]
+      ids.append(prev)
+    return ids
+
+  def prepare_for_coding(self):
+    for codec in self.codecs:
+      codec.prepare_for_coding()
+
+  # Coding.  Both functions take the number of layers as a tensor so one
+  # traced graph serves every prefix; the Python loop runs over layers only.
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
+  def compress(self, image, num_layers):
+    """uint8 (H, W, 3) -> (strings of shape (num_layers_total,), [H, W]).
+
+    Strings at and beyond ``num_layers`` are empty.
+    """
+    x = pad_to_stride(tf.cast(image, tf.float32)[None])
+    total = tf.zeros_like(x)
+    strings = []
+    for k, codec in enumerate(self.codecs):
+
+      def code(codec=codec, total=total):
+        y = codec.analysis(x - total, training=False)
+        string = codec.compress_latent(y)
+        return string[0], total + codec.synthesis(codec.quantize(y))
+
+      string, total = tf.cond(k < num_layers, code,
+                              lambda total=total: (tf.constant(""), total))
+      strings.append(string)
+    return tf.stack(strings), tf.shape(image)[:2]
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
+  def decompress(self, strings, image_shape):
+    """Strings of the first k layers and [H, W] -> uint8 (H, W, 3)."""
+    return to_uint8(self.decompress_float(strings, image_shape))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
+  def decompress_float(self, strings, image_shape):
+    """As ``decompress`` but the unclipped float sum, cropped."""
+    hw = latent_shape(image_shape)
+    n = tf.shape(strings)[0]
+    total = tf.zeros(tf.concat([[1], hw * 16, [3]], 0))
+    for k, codec in enumerate(self.codecs):
+
+      def decode(codec=codec, total=total, k=k):
+        y_hat = codec.decompress_latent(strings[k:k + 1], hw)
+        return total + codec.synthesis(y_hat)
+
+      total = tf.cond(k < n, decode, lambda total=total: total)
+    return total[0, :image_shape[0], :image_shape[1], :]
+
+  def reconstructions(self, x):
+    """Cumulative inference reconstructions of a float batch, one per layer.
+
+    Used by tests: decoding a k-layer prefix must equal entry k-1 (cropped).
+    """
+    x_pad = pad_to_stride(x)
+    total = tf.zeros_like(x_pad)
+    out = []
+    for codec in self.codecs:
+      y = codec.analysis(x_pad - total, training=False)
+      total += codec.synthesis(codec.quantize(y), training=False)
+      out.append(total[:, :tf.shape(x)[1], :tf.shape(x)[2], :])
+    return out
+
+
+def to_uint8(x):
+  """Rounds and clips a 0..255 float image to uint8."""
+  return tf.saturate_cast(tf.round(x), tf.uint8)

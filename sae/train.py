@@ -1,0 +1,190 @@
+"""Training one layer of the cascade, with the layers below restored and frozen."""
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import tempfile
+import time
+
+from absl import logging
+import tensorflow as tf
+import tqdm
+
+from sae import checkpoints, data, distribute
+from sae.config import ModelConfig, get_preset, layer_name, same_architecture
+from sae.errors import InputError
+from sae.model import ScalableAutoEncoder
+
+LOG_EVERY = 100
+
+
+def _resolve_config(args, k) -> ModelConfig:
+  """The layer table for this run, checked against what the folder holds."""
+  preset = get_preset(args.preset, args.metric)
+  specs = list(preset.layers)
+  if k >= len(specs):
+    raise InputError(f"preset {args.preset!r} has no layer {k}")
+  if args.lmbda is not None:
+    specs[k] = dataclasses.replace(specs[k], lmbda=args.lmbda)
+  if args.learning_rate is not None:
+    specs[k] = dataclasses.replace(specs[k], learning_rate=args.learning_rate)
+  root = pathlib.Path(args.checkpoint_dir)
+  config_path = root / checkpoints.CONFIG_FILE
+  if config_path.is_file():
+    saved = checkpoints.read_config(root)
+    if saved.metric != args.metric:
+      raise InputError(f"{root} was trained with --metric {saved.metric}, "
+                       f"not {args.metric}")
+    # Layers already on disk keep their recorded specs; they must fit the
+    # architecture of this preset.
+    n_saved = min(len(saved.layers), k + 1)
+    if not same_architecture(saved.layers[:n_saved], specs[:n_saved]):
+      raise InputError(f"{root} holds layers of another architecture than "
+                       f"preset {args.preset!r}")
+    specs[:k] = saved.layers[:k]
+  for j in range(k):
+    if not checkpoints.has_weights(root, j):
+      raise InputError(
+          f"layer {j} ({layer_name(j)}) has no weights in {root}: run "
+          f"train_{layer_name(j)}.py --checkpoint-dir {root} first")
+  return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset)
+
+
+def run(k: int, args: argparse.Namespace) -> int:
+  """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0."""
+  config = _resolve_config(args, k)
+  preset = get_preset(args.preset, args.metric)
+  patch = args.patch_size or preset.patch_size
+  batch = args.batch_size or preset.batch_size
+  root = pathlib.Path(args.checkpoint_dir)
+  strategy = distribute.get_strategy(args.distribute)
+  chief = distribute.is_chief(strategy)
+  # Non-chief workers write to a throwaway folder (tf.distribute convention).
+  write_root = root if chief else pathlib.Path(tempfile.mkdtemp())
+  if chief:
+    checkpoints.write_config(root, _merged_config(root, config))
+
+  dataset = data.training_dataset(args.corpus, patch, batch, seed=args.seed)
+  dist_dataset = strategy.experimental_distribute_dataset(dataset)
+  spec = config.layers[k]
+  with strategy.scope():
+    model = ScalableAutoEncoder(config.layers, config.metric)
+    for j in range(k):
+      checkpoints.restore_weights(model.codecs[j], root, j)
+      # Fixed tables and quantization offsets: the residual is then exactly
+      # the one the coder will see.
+      model.codecs[j].prepare_for_coding()
+    variables = model.set_trainable_layer(k)
+    boundary = int(args.steps * args.lr_decay_at)
+    schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
+        [boundary], [spec.learning_rate, spec.learning_rate * 0.1])
+    optimizer = tf.keras.optimizers.Adam(schedule)
+    optimizer.build(variables)
+  lower_before = [c.digest() for c in model.codecs[:k]]
+
+  train_ckpt = checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer)
+  manager = tf.train.CheckpointManager(
+      train_ckpt, str(checkpoints.layer_dir(write_root, k) / "train"),
+      max_to_keep=2)
+  if manager.latest_checkpoint:
+    train_ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("resumed %s at step %d", layer_name(k), int(optimizer.iterations))
+  state = checkpoints.read_state(root, k)
+  elapsed = state.get("train_seconds", 0.0)
+
+  def step_fn(x):
+    with tf.GradientTape() as tape:
+      out = model.forward(x, k, training=True)
+      loss = tf.nn.compute_average_loss(out.loss, global_batch_size=batch)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    per_example = tf.stack([out.loss, out.bpp, out.mse], axis=1)
+    return tf.reduce_sum(per_example, axis=0) / batch
+
+  @tf.function
+  def train_step(x):
+    per_replica = strategy.run(step_fn, args=(x,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  log_dir = checkpoints.layer_dir(write_root, k)
+  writer = tf.summary.create_file_writer(str(log_dir / "logs"))
+  csv_path = log_dir / "log.csv"
+  if chief and not csv_path.exists():
+    csv_path.write_text("step,loss,bpp,mse,psnr,lr,seconds\n")
+  start = int(optimizer.iterations)
+  bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
+                  disable=not args.progress, dynamic_ncols=True)
+  iterator = iter(dist_dataset)
+  running, t_ckpt, t0 = [], time.monotonic(), time.monotonic()
+  for step in range(start, args.steps):
+    values = train_step(next(iterator)).numpy()
+    if not all(math.isfinite(v) for v in values):
+      raise FloatingPointError(
+          f"loss became {values[0]} at step {step}; resume from the last "
+          f"checkpoint in {manager.directory} with a lower --learning-rate")
+    running.append(values)
+    bar.update(1)
+    if (step + 1) % LOG_EVERY == 0 or step + 1 == args.steps:
+      loss, bpp, mse = (sum(c) / len(running) for c in zip(*running))
+      psnr = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+      lr = float(schedule(step))
+      bar.set_postfix(loss=f"{loss:.4f}", bpp=f"{bpp:.4f}", psnr=f"{psnr:.2f}")
+      now = time.monotonic()
+      if chief:
+        with writer.as_default(step=step + 1):
+          for name, value in (("loss", loss), ("bpp", bpp), ("mse", mse),
+                              ("psnr", psnr), ("learning_rate", lr)):
+            tf.summary.scalar(name, value)
+        with open(csv_path, "a") as f:
+          f.write(f"{step + 1},{loss:.6f},{bpp:.6f},{mse:.4f},{psnr:.4f},"
+                  f"{lr:.2e},{elapsed + now - t0:.1f}\n")
+      state["last"] = {"step": step + 1, "loss": loss, "bpp": bpp, "mse": mse,
+                       "psnr": psnr}
+      running = []
+    if time.monotonic() - t_ckpt > args.checkpoint_every:
+      elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
+      t0 = t_ckpt = time.monotonic()
+  bar.close()
+  elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
+
+  lower_after = [c.digest() for c in model.codecs[:k]]
+  if lower_after != lower_before:
+    raise RuntimeError("a frozen lower layer changed during training")
+  state.update(
+      finished=int(optimizer.iterations) >= args.steps,
+      steps=int(optimizer.iterations), batch_size=batch, patch_size=patch,
+      spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
+      num_replicas=strategy.num_replicas_in_sync,
+      schedule={"learning_rate": spec.learning_rate, "decay_to": 0.1,
+                "decay_at_step": boundary},
+      lower_layer_sha256_before=lower_before, lower_layer_sha256_after=lower_after,
+      weights_id=model.weights_ids()[k].hex())
+  if chief:
+    checkpoints.write_state(root, k, state)
+  print(json.dumps({"layer": layer_name(k), **state.get("last", {}),
+                    "train_seconds": round(elapsed, 1)}))
+  return 0
+
+
+def _checkpoint(manager, optimizer, model, root, k, state, elapsed, t0):
+  """Saves training state and the layer's weights; returns updated seconds."""
+  elapsed += time.monotonic() - t0
+  manager.save(checkpoint_number=int(optimizer.iterations))
+  checkpoints.save_weights(model.codecs[k], root, k)
+  state["train_seconds"] = round(elapsed, 1)
+  state["steps"] = int(optimizer.iterations)
+  checkpoints.write_state(root, k, state)
+  return elapsed
+
+
+def _merged_config(root, config: ModelConfig) -> ModelConfig:
+  """Keeps specs of layers above ``config`` that the folder already records."""
+  path = pathlib.Path(root) / checkpoints.CONFIG_FILE
+  if not path.is_file():
+    return config
+  saved = checkpoints.read_config(root)
+  layers = config.layers + saved.layers[len(config.layers):]
+  return dataclasses.replace(config, layers=layers)
+

@@ -1,0 +1,13 @@
+"""Train SAE layer 3 (el3); layers below are restored and frozen."""
+
+import sys
+
+from sae import cli
+
+
+def main(argv=None) -> int:
+  return cli.train_main(3, argv)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
