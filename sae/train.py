@@ -94,19 +94,7 @@ def run(k: int, args: argparse.Namespace) -> int:
   state = checkpoints.read_state(root, k)
   elapsed = state.get("train_seconds", 0.0)
 
-  def step_fn(x):
-    with tf.GradientTape() as tape:
-      out = model.forward(x, k, training=True)
-      loss = tf.nn.compute_average_loss(out.loss, global_batch_size=batch)
-    grads = tape.gradient(loss, variables)
-    optimizer.apply_gradients(zip(grads, variables))
-    per_example = tf.stack([out.loss, out.bpp, out.mse], axis=1)
-    return tf.reduce_sum(per_example, axis=0) / batch
-
-  @tf.function
-  def train_step(x):
-    per_replica = strategy.run(step_fn, args=(x,))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+  train_step = make_train_step(model, k, variables, optimizer, strategy, batch)
 
   log_dir = checkpoints.layer_dir(write_root, k)
   writer = tf.summary.create_file_writer(str(log_dir / "logs"))
@@ -166,6 +154,33 @@ def run(k: int, args: argparse.Namespace) -> int:
   print(json.dumps({"layer": layer_name(k), **state.get("last", {}),
                     "train_seconds": round(elapsed, 1)}))
   return 0
+
+
+def make_train_step(model, k, variables, optimizer, strategy, global_batch,
+                    training=True):
+  """A tf.function: one distributed step on a batch; returns [loss, bpp, mse].
+
+  Each replica averages its examples' losses over the *global* batch, and the
+  strategy sums the replicas' gradients, so N replicas on B/N examples apply
+  the update of one replica on B.
+  """
+
+  def step_fn(x):
+    with tf.GradientTape() as tape:
+      out = model.forward(x, k, training=training)
+      loss = tf.nn.compute_average_loss(out.loss,
+                                        global_batch_size=global_batch)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    per_example = tf.stack([out.loss, out.bpp, out.mse], axis=1)
+    return tf.reduce_sum(per_example, axis=0) / global_batch
+
+  @tf.function
+  def train_step(x):
+    per_replica = strategy.run(step_fn, args=(x,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  return train_step
 
 
 def _checkpoint(manager, optimizer, model, root, k, state, elapsed, t0):

@@ -1,0 +1,8 @@
+"""``python -m sae``: see sae.commands."""
+
+import sys
+
+from sae import commands
+
+if __name__ == "__main__":
+  sys.exit(commands.main(sys.argv[1:]))

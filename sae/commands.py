@@ -1,0 +1,290 @@
+"""``python -m sae``: compress, decompress, truncate, info and export.
+
+``truncate`` and ``info`` only parse the container (sae.bitstream) and never
+import TensorFlow, so they answer in a fraction of a second.  The other
+commands check everything that is cheap to check (output folder, input file,
+stream structure) before importing TensorFlow, and compare weights ids before
+building the range coding tables, so bad input is refused in seconds.
+
+Every error is one line ``error: ...`` on stderr with exit status 2; outputs
+are written through a temporary file and a rename, so a failed command
+leaves no file behind and never touches an existing one.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import warnings
+
+from sae import bitstream
+from sae.cli import _Parser, guarded, quiet_tensorflow
+from sae.errors import InputError
+from sae.fileio import atomic_write
+
+
+def _layer_count(text):
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+  if not 1 <= value <= bitstream.MAX_LAYERS:
+    raise argparse.ArgumentTypeError(
+        f"must be in 1..{bitstream.MAX_LAYERS}, got {value}")
+  return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = _Parser(prog="python -m sae",
+              description="Layered image codec (SAE, Jia et al. MIPR 2019).")
+  sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  weights_help = ("weights folder or training checkpoint directory "
+                  "(default: the shipped weights/mse)")
+
+  c = sub.add_parser("compress", help="image -> layered stream")
+  c.add_argument("input", metavar="IN", help="any image Pillow reads")
+  c.add_argument("output", metavar="OUT", help="stream file to write")
+  c.add_argument("--layers", type=_layer_count, default=None,
+                 help="layers to code (default: all the weights have)")
+  c.add_argument("--weights", default=None, help=weights_help)
+
+  d = sub.add_parser("decompress", help="layered stream -> PNG")
+  d.add_argument("input", metavar="IN", help="stream file")
+  d.add_argument("output", metavar="OUT.png", help="PNG file to write")
+  d.add_argument("--layers", type=_layer_count, default=None,
+                 help="decode the first K layers (default: all present)")
+  d.add_argument("--weights", default=None, help=weights_help)
+
+  t = sub.add_parser("truncate", help="keep the first K layers of a stream")
+  t.add_argument("input", metavar="IN", help="stream file")
+  t.add_argument("output", metavar="OUT", help="stream file to write")
+  t.add_argument("--layers", type=_layer_count, required=True)
+
+  i = sub.add_parser("info", help="print a stream's header as JSON")
+  i.add_argument("input", metavar="IN", help="stream file")
+
+  e = sub.add_parser("export", help="write the model as a TF SavedModel")
+  e.add_argument("output", metavar="DIR", help="SavedModel folder to create")
+  e.add_argument("--weights", default=None, help=weights_help)
+  return p
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  return guarded(_run, args)
+
+
+def _run(args) -> int:
+  commands = {"compress": compress, "decompress": decompress,
+              "truncate": truncate, "info": info, "export": export}
+  try:
+    return commands[args.command](args)
+  except InputError as e:
+    # The contract is one line; some library messages span several.
+    raise InputError(" ".join(str(e).split())) from None
+  except (FileNotFoundError, IsADirectoryError, PermissionError):
+    raise  # guarded reports these as they are
+  except OSError as e:
+    raise InputError(f"{e.strerror or e}: {e.filename}") from None
+  except MemoryError:
+    raise InputError("out of memory") from None
+
+
+# Commands.
+
+
+def truncate(args) -> int:
+  _check_output(args.output)
+  atomic_write(args.output, bitstream.truncate(_read_stream(args.input),
+                                               args.layers))
+  return 0
+
+
+def info(args) -> int:
+  data = _read_stream(args.input)
+  stream = bitstream.unpack(data)
+  sizes = bitstream.layer_bytes(data)
+  pixels = stream.height * stream.width
+  cumulative = [sum(sizes[:k + 1]) for k in range(len(sizes))]
+  print(json.dumps({
+      "width": stream.width, "height": stream.height,
+      "layers": stream.num_layers, "layer_bytes": sizes,
+      "bytes": len(data), "bpp": [8 * b / pixels for b in cumulative],
+      "version": stream.version,
+      "weights_id": stream.weights_ids[-1].hex(),
+      "layer_weights_ids": [w.hex() for w in stream.weights_ids]}))
+  return 0
+
+
+def compress(args) -> int:
+  _check_output(args.output)
+  width, height = _probe_image(args.input)
+  _check_image_size(args.input, height, width)
+  quiet_tensorflow()
+  from sae import codec
+  root = _weights_root(args.weights)
+  image = _load_image(args.input)
+  model = load_model(root, args.layers)
+  num_layers = args.layers or model.num_layers
+  atomic_write(args.output, codec.encode(model, image, num_layers))
+  return 0
+
+
+def decompress(args) -> int:
+  _check_output(args.output)
+  data = _read_stream(args.input)
+  stream = bitstream.unpack(data)
+  num_layers = args.layers or stream.num_layers
+  if num_layers > stream.num_layers:
+    raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
+                     f"stream, got {num_layers}")
+  quiet_tensorflow()
+  from sae import codec, data as image_io
+  model = load_model(_weights_root(args.weights), num_layers,
+                     expect_ids=stream.weights_ids[:num_layers])
+  image_io.save_png(codec.decode(model, data, num_layers), args.output)
+  return 0
+
+
+def export(args) -> int:
+  out = pathlib.Path(args.output)
+  _check_output(out, directory_ok=True)
+  quiet_tensorflow()
+  from sae import export as export_lib
+  export_lib.save(load_model(_weights_root(args.weights)), out)
+  return 0
+
+
+# Inputs and outputs.
+
+
+def _check_output(path, directory_ok=False) -> None:
+  """Refuses an output path that cannot be written, before any work."""
+  path = pathlib.Path(path)
+  parent = path.parent if str(path.parent) else pathlib.Path(".")
+  if not parent.is_dir():
+    raise InputError(f"output directory {str(parent)!r} does not exist")
+  if path.is_dir() and not directory_ok:
+    raise InputError(f"output {str(path)!r} is a directory")
+
+
+def _read_stream(path) -> bytes:
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise InputError(f"input {str(path)!r} does not exist")
+  if not path.is_file():
+    raise InputError(f"input {str(path)!r} is not a file")
+  return path.read_bytes()
+
+
+def _probe_image(path):
+  """(width, height) from the image header; refuses non-images cheaply."""
+  from PIL import Image
+  if not os.path.exists(path):
+    raise InputError(f"input {str(path)!r} does not exist")
+  if not os.path.isfile(path):
+    raise InputError(f"input {str(path)!r} is not a file")
+  try:
+    with Image.open(path) as img:
+      return img.size
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise InputError(f"cannot read image {str(path)!r}: {e}") from None
+
+
+def _check_image_size(path, height, width) -> None:
+  if not (1 <= height <= bitstream.MAX_SIDE and 1 <= width <= bitstream.MAX_SIDE):
+    raise InputError(f"{str(path)!r} is {width}x{height}; the stream format "
+                     f"allows 1..{bitstream.MAX_SIDE} pixels per side")
+
+
+def _load_image(path):
+  """sae.data.load_image, with its notices (alpha dropped) as one line each."""
+  from sae import data
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    image = data.load_image(path)
+  for w in caught:
+    print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+  return image
+
+
+# Weights.
+
+
+def _weights_root(arg) -> pathlib.Path:
+  from sae import checkpoints
+  if arg is not None:
+    root = pathlib.Path(arg)
+    if not root.is_dir():
+      raise InputError(f"weights folder {arg!r} does not exist")
+    return root
+  root = checkpoints.DEFAULT_WEIGHTS
+  if not (root / checkpoints.CONFIG_FILE).is_file():
+    raise InputError(f"no shipped weights in {str(root)!r}; pass --weights DIR "
+                     "(a weights folder or training checkpoint directory)")
+  return root
+
+
+# One model per weights folder and process: tests and notebooks call main()
+# many times, and building the coding tables is the slow part of loading.
+_MODELS = {}
+
+
+def load_model(root, num_layers=None, expect_ids=()):
+  """The model of ``root`` with at least ``num_layers`` layers (default all).
+
+  Like sae.checkpoints.load_model, but compares ``expect_ids`` (the weights
+  ids a stream carries) before building the range coding tables, so a stream
+  from other weights is refused in seconds rather than after the table build.
+
+  Raises:
+    InputError: no such layers, or other weights than ``expect_ids``.
+  """
+  from sae import checkpoints
+  root = pathlib.Path(root)
+  have = checkpoints.available_layers(root)
+  if have == 0:
+    raise InputError(f"{str(root)!r} holds no trained layer")
+  needed = have if num_layers is None else num_layers
+  if needed > have:
+    raise InputError(f"{needed} layers needed, but {str(root)!r} has weights "
+                     f"for {have}")
+  key = str(root.resolve())
+  stamp = _folder_stamp(root, have)
+  cached = _MODELS.get(key)
+  if cached and cached[0] == stamp and cached[1].num_layers >= needed:
+    _check_ids(cached[1], expect_ids)
+    return cached[1]
+  model = _restore(root, needed)
+  _check_ids(model, expect_ids)
+  model.prepare_for_coding()
+  _MODELS[key] = (stamp, model)
+  return model
+
+
+def _restore(root, num_layers):
+  from sae import checkpoints
+  from sae.model import ScalableAutoEncoder
+  config = checkpoints.read_config(root)
+  model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
+  for k, layer in enumerate(model.codecs):
+    checkpoints.restore_weights(layer, root, k)
+  return model
+
+
+def _check_ids(model, expect_ids) -> None:
+  ids = model.weights_ids()
+  for k, want in enumerate(expect_ids):
+    if want != ids[k]:
+      raise InputError(f"layer {k + 1} was coded with weights {want.hex()}, "
+                       f"not with these ({ids[k].hex()})")
+
+
+def _folder_stamp(root, num_layers) -> tuple:
+  """Changes whenever training rewrites the folder's config or weights."""
+  from sae import checkpoints
+  files = [root / checkpoints.CONFIG_FILE] + [
+      pathlib.Path(checkpoints.weights_prefix(root, k) + ".index")
+      for k in range(num_layers)]
+  return tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)

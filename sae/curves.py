@@ -1,0 +1,94 @@
+"""Rate-distortion curves: from results JSONs and from the paper's data.
+
+A curve is the mean (bpp, PSNR-RGB, MS-SSIM-RGB) of each operating point,
+ordered by rate. Results JSONs are sae.evaluate's schema; CompressAI's older
+files (keys ``psnr`` and ``ms-ssim``) are read too.
+"""
+
+import json
+import pathlib
+from typing import NamedTuple
+
+from sae.errors import InputError
+
+# The repository sits beside ../shared (DESIGN.md section 6).
+DEFAULT_PAPER_ANCHORS = (pathlib.Path(__file__).resolve().parents[2] /
+                         "shared" / "anchors" /
+                         "paper-sae-kodak-supp-metrics.json")
+PAPER_CITATION = "Jia et al. MIPR 2019 supplementary data"
+
+
+class Curve(NamedTuple):
+  """Mean RD points of one codec or model, ordered by rate."""
+  name: str
+  bpp: tuple
+  psnr: tuple
+  ms_ssim: tuple  # linear, in [0, 1]
+  labels: tuple = ()  # one per point: layer or quality setting
+  source: str = ""
+
+
+def read_json(path) -> dict:
+  """The parsed JSON file, or InputError naming it."""
+  try:
+    return json.loads(pathlib.Path(path).read_text())
+  except FileNotFoundError:
+    raise InputError(f"{str(path)!r} does not exist") from None
+  except (OSError, ValueError) as e:
+    raise InputError(f"cannot read JSON {str(path)!r}: {e}") from None
+
+
+def load_results(path) -> Curve:
+  """The curve of a results JSON (one point per layer or quality).
+
+  Raises:
+    InputError: the file is missing or is not a results JSON.
+  """
+  summary = read_json(path)
+  try:
+    results = summary["results"]
+    bpp = results["bpp"]
+    psnr = results["psnr-rgb"] if "psnr-rgb" in results else results["psnr"]
+    ms_ssim = results.get("ms-ssim-rgb", results.get("ms-ssim"))
+    ms_ssim = ms_ssim if ms_ssim is not None else [float("nan")] * len(bpp)
+    labels = summary.get("layers", ())
+    name = summary.get("name") or pathlib.Path(path).stem
+  except (KeyError, TypeError) as e:
+    raise InputError(f"{str(path)!r} is not a results JSON (no {e})") from None
+  if not len(bpp) == len(psnr) == len(ms_ssim) or not bpp:
+    raise InputError(f"{str(path)!r}: bpp, PSNR and MS-SSIM lists differ in "
+                     "length or are empty")
+  order = sorted(range(len(bpp)), key=lambda i: bpp[i])
+  pick = lambda values: tuple(float(values[i]) for i in order)
+  return Curve(name, pick(bpp), pick(psnr), pick(ms_ssim),
+               tuple(labels[i] for i in order) if len(labels) == len(bpp)
+               else (), str(path))
+
+
+def paper_sae(path=DEFAULT_PAPER_ANCHORS, model="mse",
+              true_rate=True) -> Curve:
+  """SAE as the authors published it (Kodak means of their decoded images).
+
+  Args:
+    path: ``paper-sae-kodak-supp-metrics.json`` from the anchors folder.
+    model: "mse" or "ms-ssim", the published model.
+    true_rate: bits / (H * W), three times the published rate; False gives
+      the published figure (bits per pixel per colour channel).
+
+  Raises:
+    InputError: the file is missing or has no such model.
+  """
+  data = read_json(path)
+  try:
+    layers = data["layers"][model]
+    key = "bpp_published_x3" if true_rate else "bpp_published"
+    points = [(l[key], l["psnr_rgb"], l["ms_ssim_rgb"], l["layer"])
+              for l in layers]
+  except (KeyError, TypeError) as e:
+    raise InputError(f"{str(path)!r} has no published {model!r} SAE layers "
+                     f"(no {e})") from None
+  bpp, psnr, ms_ssim, labels = zip(*sorted(points))
+  rate = "true rate" if true_rate else "per-channel rate"
+  return Curve(f"sae-paper-{model}-{rate.replace(' ', '-')}",
+               tuple(map(float, bpp)), tuple(map(float, psnr)),
+               tuple(map(float, ms_ssim)), labels, str(path))

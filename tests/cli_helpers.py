@@ -1,0 +1,44 @@
+"""Running ``python -m sae`` from tests, in-process or as a real process."""
+
+import contextlib
+import io
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from sae import commands
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def cli(*argv):
+  """Runs ``python -m sae`` in-process -> (status, stdout, stderr)."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      status = commands.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse
+      status = e.code
+  return status, out.getvalue(), err.getvalue()
+
+
+def cli_process(*argv, timeout=300):
+  """Runs the real ``python -m sae`` -> CompletedProcess (text)."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  return subprocess.run([sys.executable, "-m", "sae", *map(str, argv)],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def write_png(path, array):
+  Image.fromarray(array).save(path)
+  return path
+
+
+def read_png(path):
+  with Image.open(path) as img:
+    return np.asarray(img)

@@ -1,0 +1,71 @@
+"""Shared fixtures of the codec command-line tests.
+
+``tiny_weights`` is a weights folder made by the real training entry points
+(``cli.train_main``, what ``train_base.py`` .. ``train_el3.py`` run) on a few
+synthetic images.  Building it is slow mostly because every run rebuilds the
+range coding tables of the layers below, so the folder is kept in pytest's
+cache, keyed by the sources that shape it; delete ``.pytest_cache`` or run
+``pytest --cache-clear`` to rebuild.
+"""
+
+import hashlib
+import os
+import pathlib
+import shutil
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TINY_NUM_LAYERS = 4
+
+
+def _sources_key() -> str:
+  h = hashlib.sha256()
+  # Everything that shapes the weights; the CLI modules under test do not.
+  sources = [p for p in sorted(ROOT.glob("sae/*.py"))
+             if p.name not in ("commands.py", "export.py", "__main__.py")]
+  for path in sources + [pathlib.Path(__file__)]:
+    h.update(path.name.encode())
+    h.update(path.read_bytes())
+  return h.hexdigest()[:16]
+
+
+def _train_tiny(root: pathlib.Path, corpus: pathlib.Path) -> None:
+  from sae import cli
+  from tiny import write_corpus
+  write_corpus(corpus, [(80, 80)] * 3)
+  for k in range(TINY_NUM_LAYERS):
+    status = cli.train_main(k, [
+        "--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+        str(root), "--steps", "2", "--no-progress", "--seed", "1"])
+    assert status == 0, f"training layer {k} failed"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(request, tmp_path_factory) -> pathlib.Path:
+  """A weights folder with 4 tiny layers, each trained for 2 steps."""
+  if getattr(request.config, "cache", None) is None:  # -p no:cacheprovider
+    folder = tmp_path_factory.mktemp("tiny_weights") / "w"
+    _train_tiny(folder, tmp_path_factory.mktemp("corpus"))
+    return folder
+  cache = request.config.cache.mkdir("sae_tiny_weights")
+  folder = cache / _sources_key()
+  if not (folder / "complete").is_file():
+    shutil.rmtree(folder, ignore_errors=True)
+    build = tmp_path_factory.mktemp("tiny_weights") / "w"
+    _train_tiny(build, tmp_path_factory.mktemp("corpus"))
+    for old in cache.iterdir():  # keep one version only
+      shutil.rmtree(old, ignore_errors=True)
+    shutil.copytree(build, folder)
+    (folder / "complete").write_text("")
+  return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_weights):
+  """The tiny weights loaded once, tables built; shared with in-process CLI
+  calls through the model cache of sae.commands."""
+  from sae import commands
+  return commands.load_model(tiny_weights)

@@ -1,0 +1,52 @@
+"""Tests of sae.curves: results JSONs and the paper's published curve."""
+
+import json
+
+import pytest
+
+from sae import curves
+from sae.errors import InputError
+
+
+def test_results_json_is_read_in_rate_order(tmp_path):
+  path = tmp_path / "jpeg.json"
+  path.write_text(json.dumps({
+      "name": "jpeg", "layers": ["q90", "q10"],
+      "results": {"bpp": [2.0, 0.5], "psnr-rgb": [38.0, 27.0],
+                  "ms-ssim-rgb": [0.99, 0.9]}}))
+  curve = curves.load_results(path)
+  assert curve.name == "jpeg"
+  assert curve.bpp == (0.5, 2.0) and curve.psnr == (27.0, 38.0)
+  assert curve.ms_ssim == (0.9, 0.99) and curve.labels == ("q10", "q90")
+
+
+def test_compressai_keys_are_read(tmp_path):
+  path = tmp_path / "old.json"
+  path.write_text(json.dumps({"name": "JPEG", "results": {
+      "bpp": [0.5, 1.0], "psnr": [28.0, 31.0], "ms-ssim": [0.9, 0.95]}}))
+  assert curves.load_results(path).psnr == (28.0, 31.0)
+
+
+@pytest.mark.parametrize("text", ["{", "{}", '{"results": {"bpp": []}}'])
+def test_malformed_results_raise(tmp_path, text):
+  path = tmp_path / "bad.json"
+  path.write_text(text)
+  with pytest.raises(InputError):
+    curves.load_results(path)
+  with pytest.raises(InputError, match="does not exist"):
+    curves.load_results(tmp_path / "missing.json")
+
+
+@pytest.mark.skipif(not curves.DEFAULT_PAPER_ANCHORS.is_file(),
+                    reason="../shared/anchors is not here")
+def test_paper_curve_at_true_rate_is_three_times_the_published_rate():
+  true = curves.paper_sae(true_rate=True)
+  published = curves.paper_sae(true_rate=False)
+  assert len(true.bpp) == 5
+  assert true.bpp == pytest.approx([3 * b for b in published.bpp], rel=1e-3)
+  assert true.psnr == published.psnr
+  # DESIGN.md section 1: base 0.101 bpp, 25.59 dB; +el3 1.606 bpp, 32.82 dB.
+  assert (true.bpp[0], true.psnr[0]) == pytest.approx((0.101, 25.59),
+                                                      abs=0.005)
+  assert (true.bpp[3], true.psnr[3]) == pytest.approx((1.606, 32.82),
+                                                      abs=0.005)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sae import codec as sae_codec
+from sae.model import ScalableAutoEncoder, to_uint8
+from tests.tiny import random_image, tiny_model, tiny_specs
+
+
+@pytest.mark.parametrize("height,width", [(17, 31), (48, 32), (64, 80)])
+def test_prefix_decodes_to_cascade_reconstruction(height, width):
+  model = tiny_model()
+  image = random_image(height, width)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  for k in range(1, model.num_layers + 1):
+    strings, shape = model.compress(image, k)
+    assert all(len(s) > 0 for s in strings.numpy()[:k])
+    assert all(len(s) == 0 for s in strings.numpy()[k:])
+    decoded = model.decompress(strings[:k], shape).numpy()
+    assert decoded.shape == (height, width, 3)
+    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
+
+
+def test_lower_chunks_do_not_depend_on_upper_layers():
+  model = tiny_model()
+  image = random_image(40, 40, seed=3)
+  all_layers, _ = model.compress(image, 4)
+  two, _ = model.compress(image, 2)
+  assert list(all_layers.numpy()[:2]) == list(two.numpy()[:2])
+
+
+def test_residual_chain_uses_inference_reconstructions():
+  model = tiny_model()
+  x = tf.cast(random_image(32, 32, seed=5), tf.float32)[None]
+  lower = model.lower_reconstruction(x, 2)
+  np.testing.assert_allclose(lower.numpy(), model.reconstructions(x)[1].numpy(),
+                             atol=1e-3)
+  assert model.lower_reconstruction(x, 0).numpy().max() == 0
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_one_step_changes_only_layer_k(k):
+  from sae import train
+  tf.random.set_seed(0)
+  model = ScalableAutoEncoder(tiny_specs(4))
+  for codec in model.codecs[:k]:
+    codec.prepare_for_coding()
+  variables = model.set_trainable_layer(k)
+  before = [c.digest() for c in model.codecs]
+  optimizer = tf.keras.optimizers.Adam(1e-3)
+  step = train.make_train_step(model, k, variables, optimizer,
+                               tf.distribute.get_strategy(), 2)
+  step(tf.random.uniform((2, 32, 32, 3), 0, 255))
+  after = [c.digest() for c in model.codecs]
+  for j in range(4):
+    assert (before[j] == after[j]) == (j != k), f"layer {j}"
+
+
+def test_trainable_set_is_exactly_layer_k():
+  model = ScalableAutoEncoder(tiny_specs(3))
+  variables = model.set_trainable_layer(1)
+  names = {v.name for v in variables}
+  assert names == {v.name for v in model.codecs[1].trainable_variables}
+  assert len(model.trainable_variables) == len(variables)
+
+
+def test_weights_ids_are_chained():
+  a, b = tiny_model(seed=0), tiny_model(seed=1)
+  assert len(a.weights_ids()) == 4 and all(len(i) == 4 for i in a.weights_ids())
+  assert a.weights_ids() == tiny_model(seed=0).weights_ids()
+  assert a.weights_ids()[0] != b.weights_ids()[0]
+
+
+def test_decode_refuses_other_weights():
+  from sae.errors import InputError
+  image = random_image(16, 16)
+  stream = sae_codec.encode(tiny_model(seed=0), image, 2)
+  with pytest.raises(InputError, match="weights"):
+    sae_codec.decode(tiny_model(seed=1), stream)

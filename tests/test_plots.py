@@ -1,0 +1,79 @@
+"""Smoke tests of sae.plots: the figures are written from what exists."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sae import curves, plots
+from sae.data import save_png
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _results(path, name, bpp, psnr, per_image=()):
+  ms_ssim = [1 - 10 ** (-p / 20) for p in psnr]
+  path.write_text(json.dumps({
+      "name": name, "description": "", "layers": [f"p{i}" for i in
+                                                  range(len(bpp))],
+      "results": {"bpp": bpp, "psnr-rgb": psnr, "ms-ssim-rgb": ms_ssim,
+                  "encoding_time": [0] * len(bpp),
+                  "decoding_time": [0] * len(bpp)},
+      "per_image": list(per_image)}))
+  return path
+
+
+def _anchors():
+  path = curves.DEFAULT_PAPER_ANCHORS
+  return path if path.is_file() else None
+
+
+@pytest.mark.parametrize("metric", list(plots.METRICS))
+def test_rd_figure_is_written(tmp_path, metric):
+  jpeg = _results(tmp_path / "jpeg.json", "jpeg", [0.2, 0.8, 2.5],
+                  [24.0, 30.0, 37.0])
+  layers = _results(tmp_path / "jpeg2000-layers.json", "jpeg2000-layers",
+                    [0.1, 0.3, 0.8, 1.6], [26.0, 29.0, 32.7, 37.2])
+  sae = _results(tmp_path / "sae-mse.json", "sae-mse", [0.1, 0.3, 0.8],
+                 [25.5, 27.5, 30.0])
+  out = tmp_path / "figs" / "rd.png"
+  out.parent.mkdir()
+  plots.rd_figure(metric, out, [sae], [jpeg, layers], _anchors())
+  assert out.read_bytes().startswith(PNG)
+
+
+def test_rd_figure_without_any_results(tmp_path):
+  plots.rd_figure("psnr-rgb", tmp_path / "empty.png")
+  assert (tmp_path / "empty.png").read_bytes().startswith(PNG)
+
+
+def test_visual_figure_is_written(tmp_path):
+  rng = np.random.default_rng(0)
+  (tmp_path / "images").mkdir()
+  (tmp_path / "recon").mkdir()
+  rows = []
+  for stem, shape in (("kodimA", (96, 128, 3)), ("kodimB", (128, 96, 3))):
+    original = rng.integers(0, 256, shape, dtype=np.uint8)
+    save_png(original, tmp_path / "images" / f"{stem}.png")
+    for k in range(1, 5):
+      noise = rng.normal(0, 40 / k, shape)
+      save_png(np.clip(original + noise, 0, 255).astype(np.uint8),
+               tmp_path / "recon" / f"{stem}_{k}.png")
+    rows.append({"image": f"{stem}.png", "bpp": [0.5, 1.0, 2.0, 3.0]})
+  sae = _results(tmp_path / "sae.json", "sae", [0.5, 1.0, 2.0, 3.0],
+                 [20.0, 25.0, 30.0, 35.0], rows)
+  out = tmp_path / "visual.png"
+  plots.visual_figure(out, tmp_path / "images", tmp_path / "recon", sae,
+                      stems=("kodimA", "kodimB"))
+  assert out.read_bytes().startswith(PNG)
+
+
+def test_cli_plots_what_exists(tmp_path, capsys):
+  _results(tmp_path / "webp.json", "webp", [0.2, 0.8, 2.5],
+           [25.0, 31.0, 38.0])
+  figs = tmp_path / "figs"
+  assert plots.main(["--results-dir", str(tmp_path), "--figs-dir",
+                     str(figs)]) == 0
+  for name in ("kodak_rd_psnr.png", "kodak_rd_msssim.png"):
+    assert (figs / name).read_bytes().startswith(PNG)
+  assert "no SAE results" in capsys.readouterr().err

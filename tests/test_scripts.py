@@ -1,0 +1,96 @@
+"""End to end: the per-layer scripts with the tiny preset on a few images."""
+
+import json
+
+import pytest
+
+import test_el3
+import train_base
+import train_el1
+import train_el2
+import train_el3
+from sae import checkpoints
+from tests.tiny import write_corpus
+
+pytestmark = pytest.mark.slow
+TRAINERS = (train_base, train_el1, train_el2, train_el3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp("e2e")
+  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96), (72, 64)])
+  ckpt = root / "ckpt"
+  for trainer in TRAINERS:
+    argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--steps", "3", "--no-progress", "--seed", "1"]
+    assert trainer.main(argv) == 0
+  return root, corpus, ckpt
+
+
+def test_four_layers_trained_and_lower_layers_frozen(trained):
+  _, _, ckpt = trained
+  assert checkpoints.available_layers(ckpt) == 4
+  for k in range(1, 4):
+    state = checkpoints.read_state(ckpt, k)
+    assert state["steps"] == 3 and state["finished"]
+    assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
+    assert len(state["lower_layer_sha256_before"]) == k
+
+
+def test_test_el3_writes_four_layers_with_increasing_rate(trained, tmp_path):
+  root, corpus, ckpt = trained
+  out = tmp_path / "r.json"
+  recon = tmp_path / "recon"
+  assert test_el3.main(["--kodak", str(corpus), "--weights", str(ckpt),
+                        "--out", str(out), "--limit", "2", "--recon-dir",
+                        str(recon), "--no-progress"]) == 0
+  result = json.loads(out.read_text())
+  bpp = result["results"]["bpp"]
+  assert result["layers"] == ["base", "+el1", "+el2", "+el3"]
+  assert len(bpp) == 4 and all(a < b for a, b in zip(bpp, bpp[1:]))
+  assert len(result["per_image"]) == 2
+  for key in ("psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
+    assert len(result["results"][key]) == 4
+  assert len(list(recon.glob("*.png"))) == 8
+
+
+def test_resume_continues_from_checkpoint(trained):
+  _, corpus, ckpt = trained
+  argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+          str(ckpt), "--steps", "5", "--no-progress"]
+  assert train_el3.main(argv) == 0
+  assert checkpoints.read_state(ckpt, 3)["steps"] == 5
+
+
+def test_missing_lower_layer_is_named(tmp_path, capsys):
+  corpus = write_corpus(tmp_path / "c", [(64, 64)])
+  code = train_el2.main(["--preset", "tiny", "--corpus", str(corpus),
+                         "--checkpoint-dir", str(tmp_path / "ck"),
+                         "--steps", "1", "--no-progress"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1
+  assert err[0].startswith("error: layer 0 (base)") and "train_base.py" in err[0]
+
+
+def test_other_architecture_is_refused(trained, capsys):
+  _, corpus, ckpt = trained
+  code = train_el1.main(["--preset", "paper", "--corpus", str(corpus),
+                         "--checkpoint-dir", str(ckpt), "--steps", "1",
+                         "--no-progress"])
+  assert code == 2
+  assert "architecture" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2(capsys):
+  with pytest.raises(SystemExit) as e:
+    train_base.main(["--steps", "-3"])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_missing_weights_folder(tmp_path, capsys):
+  corpus = write_corpus(tmp_path / "c", [(32, 32)])
+  assert test_el3.main(["--kodak", str(corpus), "--weights",
+                        str(tmp_path / "none"), "--no-progress"]) == 2
+  assert "not a weights folder" in capsys.readouterr().err

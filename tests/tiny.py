@@ -1,0 +1,44 @@
+"""Small shared builders for tests: the tiny preset on 64x64 inputs."""
+
+import functools
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from sae.config import get_preset
+from sae.model import ScalableAutoEncoder
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_specs(num_layers=4):
+  return get_preset("tiny").layers[:num_layers]
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(num_layers=4, seed=0):
+  """A tiny cascade with coding tables (weights as initialized)."""
+  import tensorflow as tf
+  tf.random.set_seed(seed)
+  model = ScalableAutoEncoder(tiny_specs(num_layers))
+  model.prepare_for_coding()
+  return model
+
+
+def random_image(height, width, seed=0):
+  """A smooth-ish random uint8 image (noise is unrealistically costly)."""
+  rng = np.random.default_rng(seed)
+  small = rng.integers(0, 256, (max(1, height // 8) + 1, max(1, width // 8) + 1, 3))
+  img = Image.fromarray(small.astype(np.uint8)).resize((width, height),
+                                                       Image.BILINEAR)
+  noise = rng.integers(-8, 9, (height, width, 3))
+  return np.clip(np.asarray(img, np.int32) + noise, 0, 255).astype(np.uint8)
+
+
+def write_corpus(folder, sizes, seed=0):
+  folder = pathlib.Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  for i, (h, w) in enumerate(sizes):
+    Image.fromarray(random_image(h, w, seed + i)).save(folder / f"img{i}.png")
+  return folder
