@@ -241,13 +241,13 @@ class Avif(_ImagecodecsCodec):
 
   name = "avif"
   _codec = "AVIF"
-  qualities = (0, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85)
+  qualities = (0, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
 
   @property
   def description(self):
     lib = self._lib()
     return (f"AVIF, imagecodecs {lib.__version__} ({lib.avif_version()}, "
-            "aom encoder), YUV 4:4:4, speed 6, one thread, quality 0..85")
+            "aom encoder), YUV 4:4:4, speed 6, one thread, quality 0..90")
 
   def encode(self, image, quality):
     return bytes(self._lib().avif_encode(_rgb(image), level=int(quality),

@@ -86,7 +86,8 @@ def _run(args) -> int:
   except (FileNotFoundError, IsADirectoryError, PermissionError):
     raise  # guarded reports these as they are
   except OSError as e:
-    raise InputError(f"{e.strerror or e}: {e.filename}") from None
+    where = f": {e.filename}" if e.filename else ""
+    raise InputError(f"{e.strerror or e}{where}") from None
   except MemoryError:
     raise InputError("out of memory") from None
 

@@ -18,6 +18,7 @@ outputs.  Loading needs ``import tensorflow_compression`` first (it
 registers the range coding ops).  See tools/decode_with_savedmodel.py.
 """
 
+import logging
 import os
 import pathlib
 import shutil
@@ -89,11 +90,19 @@ def save(model, directory) -> None:
   umask = os.umask(0)
   os.umask(umask)
   os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would survive the rename
+  tf_logger = logging.getLogger("tensorflow")
+  level = tf_logger.level
   try:
     codec = ExportedCodec(model)
-    tf.saved_model.save(codec, str(tmp), signatures={
-        "compress": codec.serve_compress, "decompress": codec.serve_decompress,
-        "info": codec.info})
+    # Keras warns that the subclassed models have no get_config(): they need
+    # none, the SavedModel is loaded as functions, not rebuilt as Keras.
+    tf_logger.setLevel(logging.ERROR)
+    try:
+      tf.saved_model.save(codec, str(tmp), signatures={
+          "compress": codec.serve_compress,
+          "decompress": codec.serve_decompress, "info": codec.info})
+    finally:
+      tf_logger.setLevel(level)
     if replacing:
       # rename() cannot replace a non-empty folder: move the old export
       # aside and put it back if the swap fails, so a failure keeps it.

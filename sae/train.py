@@ -157,7 +157,7 @@ def run(k: int, args: argparse.Namespace) -> int:
 
 
 def make_train_step(model, k, variables, optimizer, strategy, global_batch,
-                    training=True):
+                    training=True, jit_compile=False):
   """A tf.function: one distributed step on a batch; returns [loss, bpp, mse].
 
   Each replica averages its examples' losses over the *global* batch, and the
@@ -175,7 +175,7 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
     per_example = tf.stack([out.loss, out.bpp, out.mse], axis=1)
     return tf.reduce_sum(per_example, axis=0) / global_batch
 
-  @tf.function
+  @tf.function(jit_compile=jit_compile)
   def train_step(x):
     per_replica = strategy.run(step_fn, args=(x,))
     return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)

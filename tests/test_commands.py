@@ -7,19 +7,18 @@ real ``python -m sae`` to check the entry point, clean stderr and that
 """
 
 import json
-import os
 import pathlib
+import resource
 import struct
 import subprocess
 import sys
-import time
 import zlib
 
 import numpy as np
 from PIL import Image
 import pytest
 
-from sae import bitstream, commands
+from sae import bitstream
 from cli_helpers import cli, cli_process, read_png, write_png
 from tiny import random_image
 
@@ -81,11 +80,12 @@ def test_real_process_round_trip_matches_in_process(tiny_weights, tiny_model,
   from sae import codec
   image = random_image(23, 37, seed=3)
   src = write_png(tmp_path / "in.png", image)
-  done = cli_process("compress", src, tmp_path / "s.sae", "--layers", 2,
+  # One layer: each process builds the coding tables of what it loads.
+  done = cli_process("compress", src, tmp_path / "s.sae", "--layers", 1,
                      "--weights", tiny_weights)
   assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
   data = (tmp_path / "s.sae").read_bytes()
-  assert data == codec.encode(tiny_model, image, 2)
+  assert data == codec.encode(tiny_model, image, 1)
   done = cli_process("decompress", tmp_path / "s.sae", tmp_path / "out.png",
                      "--weights", tiny_weights)
   assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -98,7 +98,7 @@ def test_non_rgb_inputs(tiny_weights, tmp_path):
   inputs = {
       "rgba.png": Image.fromarray(rgba, "RGBA"),
       "gray16.png": Image.fromarray(
-          (random_image(9, 11)[..., 0].astype(np.uint16) * 257), "I;16"),
+          random_image(9, 11)[..., 0].astype(np.uint16) * 257),
       "palette.png": Image.fromarray(random_image(9, 11)).convert("P"),
       "photo.jpg": Image.fromarray(random_image(9, 11)),
   }
@@ -134,30 +134,40 @@ def test_info(stream4):
   assert info["weights_id"] == info["layer_weights_ids"][-1]
 
 
+def child_cpu_seconds(run, *args, **kwargs):
+  """Runs ``run(*args)`` -> (its result, CPU seconds of its child processes).
+
+  CPU rather than wall time: the machine may be busy with training.
+  """
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  result = run(*args, **kwargs)
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return result, (after.ru_utime - before.ru_utime +
+                  after.ru_stime - before.ru_stime)
+
+
 def test_truncate_and_info_do_not_import_tensorflow(stream4, tmp_path):
   script = (
-      "import sys, time\n"
-      "t = time.perf_counter()\n"
+      "import sys\n"
       "from sae import commands\n"
       f"assert commands.main(['truncate', {str(stream4)!r}, "
       f"{str(tmp_path / 't.sae')!r}, '--layers', '2']) == 0\n"
       f"assert commands.main(['info', {str(stream4)!r}]) == 0\n"
-      "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
-      "print(time.perf_counter() - t, file=sys.stderr)\n")
-  done = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
-                        capture_output=True, text=True, timeout=60)
+      "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+  done, cpu = child_cpu_seconds(
+      subprocess.run, [sys.executable, "-c", script], cwd=ROOT,
+      capture_output=True, text=True, timeout=60)
   assert done.returncode == 0, done.stderr
-  assert float(done.stderr) < 1.0
+  assert cpu < 1.0  # interpreter start-up included
   assert json.loads(done.stdout)["layers"] == 4
   assert bitstream.unpack((tmp_path / "t.sae").read_bytes()).num_layers == 2
 
 
 def test_truncate_command_is_quick(stream4, tmp_path):
-  start = time.perf_counter()
-  done = cli_process("truncate", stream4, tmp_path / "t.sae", "--layers", 1)
-  elapsed = time.perf_counter() - start
+  done, cpu = child_cpu_seconds(cli_process, "truncate", stream4,
+                                tmp_path / "t.sae", "--layers", 1)
   assert (done.returncode, done.stderr) == (0, "")
-  assert elapsed < 3  # interpreter start included; ~0.1 s on an idle machine
+  assert cpu < 1.0  # ~0.15 s
 
 
 # Errors: exit 2, one line, no output file, an existing output untouched.
@@ -212,9 +222,9 @@ def assert_refused(result, output, before=None):
     assert not pathlib.Path(output).exists()
   else:
     assert pathlib.Path(output).read_bytes() == before
-  leftovers = [p for p in pathlib.Path(output).parent.iterdir()
-               if p.name.startswith(".")]
-  assert not leftovers
+  parent = pathlib.Path(output).parent
+  if parent.is_dir():
+    assert not [p for p in parent.iterdir() if p.name.startswith(".")]
   return err
 
 
@@ -314,14 +324,12 @@ def test_refusals_are_quick_in_a_fresh_process(tiny_weights, stream4, tmp_path):
   other.write_bytes(BAD_STREAMS["other-weights"](stream4.read_bytes()))
   cut = tmp_path / "cut.sae"
   cut.write_bytes(stream4.read_bytes()[:-3])
-  for bad, limit in ((cut, 3), (other, 30)):
-    start = time.perf_counter()
-    done = cli_process("decompress", bad, tmp_path / "o.png", "--weights",
-                       tiny_weights)
-    elapsed = time.perf_counter() - start
+  # Structure is checked before TensorFlow loads; weights ids before the
+  # coding tables are built (TensorFlow import and restore: ~5 s CPU).
+  for bad, limit in ((cut, 1.0), (other, 15.0)):
+    done, cpu = child_cpu_seconds(cli_process, "decompress", bad,
+                                  tmp_path / "o.png", "--weights", tiny_weights)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
-    # Structure is checked before TensorFlow loads; weights ids before the
-    # coding tables are built (seconds on an idle machine).
-    assert elapsed < limit, (bad.name, elapsed)
+    assert cpu < limit, (bad.name, cpu)
   assert not (tmp_path / "o.png").exists()

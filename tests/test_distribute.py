@@ -23,8 +23,9 @@ SCRIPT = textwrap.dedent("""
     def one_step(strategy, init=None):
       with strategy.scope():
         model = ScalableAutoEncoder(tiny_specs(2))
+        weights = [v for c in model.codecs for v in c.weight_variables]
         if init is not None:
-          for v, value in zip(model.variables, init):
+          for v, value in zip(weights, init):
             v.assign(value)
         model.codecs[0].prepare_for_coding()
         variables = model.set_trainable_layer(K)
@@ -35,7 +36,7 @@ SCRIPT = textwrap.dedent("""
       dataset = tf.data.Dataset.from_tensors(batch)
       x = next(iter(strategy.experimental_distribute_dataset(dataset)))
       metrics = step(x).numpy()
-      return [v.numpy() for v in model.variables], metrics
+      return [v.numpy() for v in weights], metrics
 
     tf.random.set_seed(0)
     init, _ = one_step(tf.distribute.get_strategy())  # any weights will do

@@ -1,0 +1,73 @@
+"""Seconds per training step per layer, and how long the trainer waits for data.
+
+    python benchmarks/train_speed.py --layers 0 3 --steps 50
+
+Paper preset (48 filters), batch 8, 256x256 crops from --corpus.  Lower
+layers use their initial weights (speed does not depend on their values).
+Pause background training while measuring.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from sae import data, train  # noqa: E402
+from sae.config import get_preset, layer_name  # noqa: E402
+from sae.model import ScalableAutoEncoder  # noqa: E402
+
+
+def measure(k, args):
+  preset = get_preset("paper")
+  model = ScalableAutoEncoder(preset.layers[:k + 1])
+  for codec in model.codecs[:k]:
+    codec.prepare_for_coding()
+  variables = model.set_trainable_layer(k)
+  optimizer = tf.keras.optimizers.Adam(1e-4)
+  step = train.make_train_step(model, k, variables, optimizer,
+                               tf.distribute.get_strategy(), args.batch_size,
+                               jit_compile=args.jit)
+  it = iter(data.training_dataset(args.corpus, args.patch_size,
+                                  args.batch_size))
+  for _ in range(args.warmup):
+    step(next(it)).numpy()
+  wait, busy = [], []
+  for _ in range(args.steps):
+    t0 = time.perf_counter()
+    x = next(it)
+    t1 = time.perf_counter()
+    step(x).numpy()
+    t2 = time.perf_counter()
+    wait.append(t1 - t0)
+    busy.append(t2 - t1)
+  total = np.sum(wait) + np.sum(busy)
+  return np.median(np.add(wait, busy)), np.sum(wait) / total
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--layers", type=int, nargs="+", default=[0, 3])
+  p.add_argument("--steps", type=int, default=50)
+  p.add_argument("--warmup", type=int, default=5)
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--patch-size", type=int, default=256)
+  p.add_argument("--corpus", default="../shared/data/train")
+  p.add_argument("--jit", action="store_true", help="XLA jit_compile")
+  args = p.parse_args(argv)
+  print(f"command: python benchmarks/train_speed.py {' '.join(argv or sys.argv[1:])}")
+  print(f"{'layer':<6}{'s/step':>9}{'steps/s':>9}{'input wait':>12}")
+  for k in args.layers:
+    seconds, wait = measure(k, args)
+    print(f"{layer_name(k):<6}{seconds:>9.3f}{1 / seconds:>9.2f}{wait:>11.1%}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
