@@ -44,13 +44,16 @@ class LayerCodec(tf.keras.Model):
     self.built = True  # without a traced call(): nothing to infer
 
   def _entropy_model(self, training):
-    if not training and self.coder is not None:
-      return self.coder
-    # While training, the quantization offset is unused; estimating it from
-    # the prior every step would cost an iterative search per step.
+    """Noise model while training; otherwise quantizes as the coder does."""
+    if training:
+      # The quantization offset is unused under noise; estimating it from
+      # the prior every step would cost an iterative search per step.
+      return tfc.ContinuousBatchedEntropyModel(
+          self.prior, coding_rank=3, compression=False, offset_heuristic=False)
+    offset = None if self.coder is None else self.coder.quantization_offset
     return tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=False,
-        offset_heuristic=not training)
+        quantization_offset=offset)
 
   def call(self, x, training=False):
     """Codes ``x``: additive noise when training, hard quantization otherwise."""
@@ -60,12 +63,32 @@ class LayerCodec(tf.keras.Model):
 
   def quantize(self, y):
     """Inference-mode quantization; identical to decompress(compress(y))."""
+    if self.coder is not None:
+      return self.coder.quantize(y)
     return self._entropy_model(training=False).quantize(y)
 
   def prepare_for_coding(self):
-    """Builds the range coding tables from the (now fixed) prior."""
+    """Builds the range coding tables from the (now fixed) prior.
+
+    tfc builds them eagerly, where its tail search (a while loop) takes
+    seconds per layer; tracing it once in a tf.function takes a fraction, and
+    the coder is then built from the resulting tables.
+    """
+    prior = self.prior
+
+    @tf.function
+    def tables():
+      model = tfc.ContinuousBatchedEntropyModel(
+          prior, coding_rank=3, compression=True, stateless=True)
+      offset = model.quantization_offset
+      if offset is None:
+        offset = tf.zeros(prior.batch_shape)
+      return model.cdf, model.cdf_offset, offset
+
+    cdf, cdf_offset, offset = tables()
     self.coder = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=3, compression=True)
+        prior_shape=prior.batch_shape, coding_rank=3, compression=True,
+        cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
 
   def _require_coder(self):
     if self.coder is None:
