@@ -29,6 +29,7 @@ computation. Curves with 2 or 3 points get a polynomial of degree 1 or 2.
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 
@@ -119,13 +120,21 @@ def ms_ssim_db(ms_ssim):
   return -10.0 * np.log10(1.0 - np.asarray(ms_ssim, np.float64))
 
 
+def _relative(path) -> str:
+  # Relative paths keep the report free of this machine's layout.
+  try:
+    return os.path.relpath(path) if path else path
+  except ValueError:  # another drive
+    return path
+
+
 def compare(test: curves.Curve, anchor: curves.Curve) -> dict:
   """BD-rate and BD-quality of ``test`` against ``anchor``, PSNR and MS-SSIM.
 
   A comparison the curves do not support (no common range) is None.
   """
-  row = {"test": test.name, "test_source": test.source,
-         "anchor": anchor.name, "anchor_source": anchor.source}
+  row = {"test": test.name, "test_source": _relative(test.source),
+         "anchor": anchor.name, "anchor_source": _relative(anchor.source)}
   for key, quality in (("psnr", lambda c: c.psnr),
                        ("ms_ssim", lambda c: ms_ssim_db(c.ms_ssim))):
     args = (anchor.bpp, quality(anchor), test.bpp, quality(test))
@@ -165,7 +174,7 @@ DESCRIPTION = (
 
 def parser() -> argparse.ArgumentParser:
   p = cli._Parser(  # pylint: disable=protected-access
-      description="BD-rate of SAE against the classical codecs' results.",
+      prog="python -m sae.bdrate", description="BD-rate of SAE against the classical codecs' results.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--results-dir", default="results/kodak",
                  help="holds <codec>.json from sae.bench (the anchors)")
@@ -206,7 +215,11 @@ def run(args) -> int:
     tests.append(curves.paper_sae(args.paper_anchors, true_rate=True))
   rows = [compare(t, a) for t in tests for a in anchors]
   out = args.out or pathlib.Path(args.results_dir) / "bd-rates.json"
-  report = {"description": DESCRIPTION, "comparisons": rows}
+  description = DESCRIPTION
+  if any(t.name.startswith("sae-paper") for t in tests):
+    description += (" sae-paper-*: SAE as published, "
+                    f"{curves.PAPER_CITATION}, rates x3 (true bpp).")
+  report = {"description": description, "comparisons": rows}
   atomic_write(out, (json.dumps(report, indent=2) + "\n").encode())
   print(format_table(rows))
   print(f"-> {out}")

@@ -187,19 +187,19 @@ def _codecs(text):
 
 def parser() -> argparse.ArgumentParser:
   p = cli._Parser(  # pylint: disable=protected-access
-      description="Measure classical codecs with SAE's evaluation protocol; "
+      prog="python -m sae.bench", description="Measure classical codecs with SAE's evaluation protocol; "
       "one results JSON per codec.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--images", default=cli.DEFAULT_KODAK,
-                 help="image folder; the 24 Kodak images are downloaded here "
-                 "when it holds none")
-  p.add_argument("--codecs", type=_codecs, default=list(DEFAULT_CODECS),
+                 help="image folder; the default folder gets the 24 Kodak "
+                 "images downloaded when it holds none")
+  p.add_argument("--codecs", type=_codecs, default=",".join(DEFAULT_CODECS),
                  help="comma list of codecs")
   p.add_argument("--out-dir", default="results/kodak",
                  help="writes <codec>.json here")
   rates = p.add_mutually_exclusive_group()
   rates.add_argument("--layer-rates", type=_rates,
-                     default=list(PAPER_LAYER_RATES),
+                     default=",".join(map(str, PAPER_LAYER_RATES)),
                      help="cumulative bpp of the JPEG 2000 quality layers")
   rates.add_argument("--sae-results", default=None,
                      help="SAE results JSON: code each image's JPEG 2000 "
@@ -216,7 +216,12 @@ def run(args) -> int:
   # pylint: disable=import-outside-toplevel
   from sae import data, evaluate, kodak
   from sae.fileio import atomic_write
-  paths = kodak.ensure_images(args.images, cli.KODAK_URL, args.progress)
+  if args.images == cli.DEFAULT_KODAK:
+    paths = kodak.ensure_images(args.images, cli.KODAK_URL, args.progress)
+  else:  # another folder is the user's: never download into it
+    paths = data.list_images(args.images)
+    if not paths:
+      raise InputError(f"no PNG/JPEG images in {args.images!r}")
   if args.limit:
     paths = paths[:args.limit]
   images = [(pathlib.Path(p).name, data.load_image(p)) for p in paths]

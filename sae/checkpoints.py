@@ -110,11 +110,56 @@ def load_model(root=None, num_layers=None):
     raise InputError(f"{str(root)!r} holds no trained layer")
   if num_layers is None:
     num_layers = have
-  if not 1 <= num_layers <= have:
-    raise InputError(f"--layers must be in 1..{have} for {str(root)!r}, "
-                     f"got {num_layers}")
+  if num_layers > have:
+    raise InputError(
+        f"{str(root)!r} holds {have} trained layer(s) "
+        f"({', '.join(layer_name(k) for k in range(have))}); {num_layers} "
+        f"needed: train {layer_name(have)} first")
+  if num_layers < 1:
+    raise InputError(f"--layers must be at least 1, got {num_layers}")
   model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
   model.prepare_for_coding()
   return model
+
+
+def ship_weights(src, dst, num_layers=None) -> dict:
+  """Copies the weights of layers 0..n-1 from a checkpoint directory.
+
+  Writes ``dst/config.json``, ``dst/<layer>/weights.*``, ``state.json`` and
+  ``log.csv`` (no optimizer state), and ``dst/manifest.json``; returns the
+  manifest.
+  """
+  import shutil
+  from sae.model import ScalableAutoEncoder
+  src, dst = pathlib.Path(src), pathlib.Path(dst)
+  config = read_config(src)
+  have = available_layers(src)
+  num_layers = have if num_layers is None else num_layers
+  if not 1 <= num_layers <= have:
+    raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
+  config = config.prefix(num_layers)
+  write_config(dst, config)
+  model = ScalableAutoEncoder(config.layers, config.metric)
+  layers = []
+  for k, codec in enumerate(model.codecs):
+    restore_weights(codec, src, k)
+    save_weights(codec, dst, k)
+    state = read_state(src, k)
+    write_state(dst, k, state)
+    if (layer_dir(src, k) / "log.csv").is_file():
+      shutil.copy(layer_dir(src, k) / "log.csv", layer_dir(dst, k) / "log.csv")
+    layers.append(dict(name=layer_name(k), spec=config.layers[k].to_dict(),
+                       **{key: state.get(key) for key in (
+                           "steps", "finished", "batch_size", "patch_size",
+                           "schedule", "corpus", "train_seconds", "last",
+                           "lower_layer_sha256_before",
+                           "lower_layer_sha256_after")}))
+  ids = model.weights_ids()
+  for entry, wid in zip(layers, ids):
+    entry["weights_id"] = wid.hex()
+  manifest = {"metric": config.metric, "preset": config.preset,
+              "weights_id": ids[-1].hex(), "layers": layers}
+  (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+  return manifest

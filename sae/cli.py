@@ -60,6 +60,8 @@ def train_parser(k: int) -> argparse.ArgumentParser:
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
+  p.add_argument("--jit", action="store_true",
+                 help="compile the training step with XLA")
   p.add_argument("--checkpoint-every", type=float, default=300,
                  help="seconds between checkpoints")
   p.add_argument("--seed", type=int, default=None)

@@ -108,7 +108,9 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
     if field == "psnr":
       ax.set_ylim(np.floor(lo) - 0.5, np.ceil(hi) + 0.5)
     else:
-      ax.set_ylim(max(0.0, np.floor(lo * 20) / 20), 1.0)
+      # Below 0.8 lie only the lowest JPEG points; they would squash the
+      # region where the curves differ.
+      ax.set_ylim(max(0.8, np.floor(lo * 20) / 20), 1.0)
   ax.set_xlabel("rate (bits per pixel = 8 * file bytes / (H * W))")
   ax.set_ylabel(ylabel)
   ax.set_title(f"{title}: {ylabel} vs rate")
@@ -229,7 +231,7 @@ def _crop_arg(text):
 
 def parser() -> argparse.ArgumentParser:
   p = cli._Parser(  # pylint: disable=protected-access
-      description="RD figures (PSNR-RGB, MS-SSIM-RGB vs bpp) and a visual "
+      prog="python -m sae.plots", description="RD figures (PSNR-RGB, MS-SSIM-RGB vs bpp) and a visual "
       "comparison, from the results that exist.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--results-dir", default="results/kodak",

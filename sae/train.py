@@ -94,7 +94,8 @@ def run(k: int, args: argparse.Namespace) -> int:
   state = checkpoints.read_state(root, k)
   elapsed = state.get("train_seconds", 0.0)
 
-  train_step = make_train_step(model, k, variables, optimizer, strategy, batch)
+  train_step = make_train_step(model, k, variables, optimizer, strategy, batch,
+                               jit_compile=args.jit)
 
   log_dir = checkpoints.layer_dir(write_root, k)
   writer = tf.summary.create_file_writer(str(log_dir / "logs"))

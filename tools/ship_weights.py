@@ -1,0 +1,29 @@
+"""Copy trained layers from a checkpoint directory into a shipped weights folder.
+
+    python tools/ship_weights.py checkpoints/mse weights/mse [--layers N]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from sae import checkpoints  # noqa: E402
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("src")
+  p.add_argument("dst")
+  p.add_argument("--layers", type=int, default=None)
+  args = p.parse_args(argv)
+  manifest = checkpoints.ship_weights(args.src, args.dst, args.layers)
+  print(json.dumps({k: manifest[k] for k in ("metric", "weights_id")}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
