@@ -77,19 +77,19 @@ def unpack(data: bytes) -> Stream:
     StreamError: with a one-line reason.
   """
   if len(data) < HEADER_BYTES:
-    if not MAGIC.startswith(data[:4]):
+    if not data or not MAGIC.startswith(data[:4]):
       raise StreamError("not an SAE stream (bad magic)")
     raise StreamError(f"stream is cut: {len(data)} bytes, header needs "
                       f"{HEADER_BYTES}")
   magic, version, layers, height, width = _HEADER.unpack_from(data)
   if magic != MAGIC:
     raise StreamError("not an SAE stream (bad magic)")
-  if version != VERSION:
-    raise StreamError(f"stream format version {version} is not supported "
-                      f"(this is version {VERSION})")
   (crc,) = struct.unpack_from(">I", data, _HEADER.size)
   if crc != zlib.crc32(data[:_HEADER.size]):
     raise StreamError("stream header is corrupted (checksum mismatch)")
+  if version != VERSION:
+    raise StreamError(f"stream format version {version} is not supported "
+                      f"(this is version {VERSION})")
   check_size(height, width)
   if not 1 <= layers <= MAX_LAYERS:
     raise StreamError(f"layer count {layers} outside 1..{MAX_LAYERS}")

@@ -92,12 +92,13 @@ def available_layers(root) -> int:
   return n
 
 
-def load_model(root=None, num_layers=None):
+def load_model(root=None, num_layers=None, prepare=True):
   """Builds the model a weights folder describes, ready for coding.
 
   Args:
     root: weights folder or training checkpoint directory (default: shipped).
     num_layers: layers to load (default: all with weights).
+    prepare: build the range coding tables (skip to check ids first).
 
   Returns:
     A ScalableAutoEncoder with tables built and restored weights.
@@ -120,7 +121,8 @@ def load_model(root=None, num_layers=None):
   model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
-  model.prepare_for_coding()
+  if prepare:
+    model.prepare_for_coding()
   return model
 
 

@@ -95,9 +95,10 @@ def guarded(fn, *args) -> int:
   """Runs ``fn``; turns InputError and friends into exit status 2."""
   try:
     return fn(*args)
-  except (InputError, FileNotFoundError, IsADirectoryError,
-          PermissionError) as e:
+  except InputError as e:
     return _fail(str(e))
+  except OSError as e:  # missing files, permissions, full or read-only disk
+    return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
   except KeyboardInterrupt:
     return _fail("interrupted")
 

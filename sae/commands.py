@@ -257,20 +257,10 @@ def load_model(root, num_layers=None, expect_ids=()):
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
     _check_ids(cached[1], expect_ids)
     return cached[1]
-  model = _restore(root, needed)
+  model = checkpoints.load_model(root, needed, prepare=False)
   _check_ids(model, expect_ids)
   model.prepare_for_coding()
   _MODELS[key] = (stamp, model)
-  return model
-
-
-def _restore(root, num_layers):
-  from sae import checkpoints
-  from sae.model import ScalableAutoEncoder
-  config = checkpoints.read_config(root)
-  model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
-  for k, layer in enumerate(model.codecs):
-    checkpoints.restore_weights(layer, root, k)
   return model
 
 

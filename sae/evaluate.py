@@ -88,9 +88,9 @@ def run(num_layers: int, args) -> int:
   summary = summarize(
       args.name or f"sae-{config.metric}",
       f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
-      f"{pathlib.Path(weights).as_posix()}, ids "
-      f"{[i.hex() for i in model.weights_ids()]}; {len(paths)} images from "
+      f"{pathlib.Path(weights).as_posix()}; {len(paths)} images from "
       f"{args.kodak}; bpp = 8*file bytes/(H*W)", layers, per_image)
+  summary["weights_ids"] = [i.hex() for i in model.weights_ids()]
   print(format_table(summary))
   if args.out:
     atomic_write(args.out, (json.dumps(summary, indent=2) + "\n").encode())

@@ -19,6 +19,10 @@ def atomic_write(path, data: bytes) -> None:
     raise InputError(f"output directory {str(parent)!r} does not exist")
   fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    # mkstemp creates 0600; give the file the permissions open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()

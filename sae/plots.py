@@ -220,6 +220,41 @@ def visual_figure(out, image_dir, recon_dir, sae_results,
   _save(fig, out)
 
 
+def training_figure(weights_dir, out) -> None:
+  """Loss, bpp and PSNR against steps for each layer's ``log.csv``.
+
+  Each layer's curve is its own loss and rate, and the PSNR of the total
+  reconstruction up to that layer, on the training crops.
+  """
+  from sae.config import LAYER_NAMES
+  fig = Figure(figsize=(13, 3.8))
+  axes = fig.subplots(1, 3)
+  found = False
+  for name in LAYER_NAMES:
+    path = pathlib.Path(weights_dir) / name / "log.csv"
+    if not path.is_file():
+      continue
+    log = np.genfromtxt(path, delimiter=",", names=True)
+    if log.size < 2:
+      continue
+    found = True
+    for ax, key in zip(axes, ("loss", "bpp", "psnr")):
+      ax.plot(log["step"], log[key], label=name, lw=1)
+  if not found:
+    raise InputError(f"no training logs (<layer>/log.csv) in {weights_dir}")
+  for ax, label in zip(axes, ("training loss (own rate + lambda D)",
+                              "bpp of the layer (estimate)",
+                              "PSNR-RGB of the total (dB)")):
+    ax.set_xlabel("step")
+    ax.set_title(label, fontsize=10)
+    ax.grid(alpha=0.3)
+  axes[0].set_yscale("log")
+  axes[0].legend()
+  fig.suptitle(f"Training curves: {weights_dir} (256x256 crops, means over "
+               "100 steps)", fontsize=10)
+  _save(fig, out)
+
+
 def _crop_arg(text):
   try:
     top, left, size = (int(t) for t in text.split(","))
@@ -256,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
                  help="comma list of image stems to show")
   p.add_argument("--crop", type=_crop_arg, default=None,
                  help="TOP,LEFT,SIZE of the crop (default: centred 192)")
+  p.add_argument("--training", nargs="*", default=[],
+                 help="weights folders whose training curves to plot "
+                 "(figs/training_<folder name>.png)")
   return p
 
 
@@ -272,6 +310,10 @@ def run(args) -> int:
   if not sae:
     print("notice: no SAE results yet; plotting without them",
           file=sys.stderr)
+  for folder in args.training:
+    out = figs / f"training_{pathlib.Path(folder).name}.png"
+    training_figure(folder, out)
+    print(f"-> {out}")
   for metric, suffix in (("psnr-rgb", "psnr"), ("ms-ssim-rgb", "msssim")):
     out = figs / f"{args.prefix}_rd_{suffix}.png"
     rd_figure(metric, out, sae, codecs, anchors, title=args.title)

@@ -20,7 +20,7 @@ def tiny_specs(num_layers=4):
 def tiny_model(num_layers=4, seed=0):
   """A tiny cascade with coding tables (weights as initialized)."""
   import tensorflow as tf
-  tf.random.set_seed(seed)
+  tf.keras.utils.set_random_seed(seed)
   model = ScalableAutoEncoder(tiny_specs(num_layers))
   model.prepare_for_coding()
   return model

@@ -1,0 +1,33 @@
+"""The shipped weights reproduce the committed Kodak results."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from sae import checkpoints, evaluate
+from sae.data import list_images
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights,results", [("weights/mse", "results/kodak/sae-mse.json"),
+                                             ("weights/ms-ssim", "results/kodak/sae-ms-ssim.json")])
+def test_shipped_weights_reproduce_results(weights, results):
+  weights, results = ROOT / weights, ROOT / results
+  if not (KODAK.is_dir() and results.is_file() and (weights / "config.json").is_file()):
+    pytest.skip(f"needs {KODAK}, {results} and {weights}")
+  recorded = json.loads(results.read_text())
+  n = len(recorded["layers"])
+  model = checkpoints.load_model(weights, n)
+  assert recorded["weights_ids"] == [i.hex() for i in model.weights_ids()]
+  per_image = evaluate.evaluate_model(model, list_images(KODAK), n,
+                                      progress=False)
+  assert [r["image"] for r in per_image] == [r["image"] for r in recorded["per_image"]]
+  for new, old in zip(per_image, recorded["per_image"]):
+    np.testing.assert_allclose(new["bpp"], old["bpp"], atol=0.001)
+    np.testing.assert_allclose(new["psnr-rgb"], old["psnr-rgb"], atol=0.01)
+    np.testing.assert_allclose(new["ms-ssim-rgb"], old["ms-ssim-rgb"], atol=1e-4)
