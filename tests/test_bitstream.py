@@ -101,10 +101,15 @@ def test_bad_headers_are_refused(head, reason):
     bitstream.unpack(head + bytes(12) if len(head) >= 4 else head)
 
 
-@pytest.mark.parametrize("data", [b"", b"S", b"SAE\x1a\x01"])
+@pytest.mark.parametrize("data", [b"S", b"SAE\x1a\x01"])
 def test_short_inputs_are_refused(data):
   with pytest.raises(bitstream.StreamError, match="cut"):
     bitstream.unpack(data)
+
+
+def test_empty_input_is_not_a_stream():
+  with pytest.raises(bitstream.StreamError, match="not an SAE stream"):
+    bitstream.unpack(b"")
 
 
 def test_absurd_sizes_allocate_nothing_large():
