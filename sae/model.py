@@ -46,6 +46,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     self.metric = metric
     self.codecs = [LayerCodec(s, name=layer_name(k))
                    for k, s in enumerate(self.specs)]
+    self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
 
   @property
   def num_layers(self) -> int:
@@ -88,6 +89,8 @@ class ScalableAutoEncoder(tf.keras.Model):
     Stored in every stream chunk so a decoder refuses chunks coded by other
     weights, while a retrained upper layer leaves lower chunks decodable.
     """
+    if self._coding_ids is not None:
+      return [bytes.fromhex(i) for i in self._coding_ids.split(",")]
     ids, prev = [], b""
     for codec in self.codecs:
       prev = hashlib.sha256(prev + bytes.fromhex(codec.digest())).digest()[:4]
@@ -95,8 +98,15 @@ class ScalableAutoEncoder(tf.keras.Model):
     return ids
 
   def prepare_for_coding(self):
+    """Fixes the coding tables and, with them, the weights ids.
+
+    The weights must not change afterwards: the ids are cached (hashing every
+    variable per image would cost milliseconds per call).
+    """
     for codec in self.codecs:
       codec.prepare_for_coding()
+    self._coding_ids = None
+    self._coding_ids = ",".join(i.hex() for i in self.weights_ids())
 
   # Coding.  Both functions take the number of layers as a tensor so one
   # traced graph serves every prefix; the Python loop runs over layers only.
