@@ -34,7 +34,7 @@ def measure(k, args):
                                tf.distribute.get_strategy(), args.batch_size,
                                jit_compile=args.jit)
   it = iter(data.training_dataset(args.corpus, args.patch_size,
-                                  args.batch_size))
+                                  args.batch_size, cache=not args.no_cache))
   for _ in range(args.warmup):
     step(next(it)).numpy()
   wait, busy = [], []
@@ -60,6 +60,8 @@ def main(argv=None):
   p.add_argument("--patch-size", type=int, default=256)
   p.add_argument("--corpus", default="../shared/data/train")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
+  p.add_argument("--no-cache", action="store_true",
+                 help="decode images every time instead of keeping them")
   args = p.parse_args(argv)
   print(f"command: python benchmarks/train_speed.py {' '.join(argv or sys.argv[1:])}")
   print(f"{'layer':<6}{'s/step':>9}{'steps/s':>9}{'input wait':>12}")

@@ -72,12 +72,13 @@ def _usable_images(paths: Sequence[str], patch_size: int) -> list:
 
 
 def training_dataset(folder, patch_size: int, batch_size: int,
-                     seed=None) -> tf.data.Dataset:
+                     seed=None, cache: bool = True) -> tf.data.Dataset:
   """Random crops from every image under ``folder``, endlessly.
 
   Images are decoded once, in parallel, and kept in memory (the training set
   is small next to RAM); each step only crops, so the trainer never waits
-  for PNG decoding.
+  for PNG decoding.  ``cache=False`` decodes every time (for benchmarks, or
+  corpora larger than memory).
 
   Raises:
     InputError: the folder is missing or has no image at least patch_size.
@@ -100,7 +101,9 @@ def training_dataset(folder, patch_size: int, batch_size: int,
                                         seed=seed), tf.float32)
 
   ds = tf.data.Dataset.from_tensor_slices(paths)
-  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+  if cache:
+    ds = ds.cache()
   ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
