@@ -217,7 +217,8 @@ def run(args) -> int:
   from sae import data, evaluate, kodak
   from sae.fileio import atomic_write
   if args.images == cli.DEFAULT_KODAK:
-    paths = kodak.ensure_images(args.images, cli.KODAK_URL, args.progress)
+    paths = kodak.ensure_images(args.images, cli.KODAK_URL, args.progress,
+                                complete=True)
   else:  # another folder is the user's: never download into it
     paths = data.list_images(args.images)
     if not paths:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from sae.config import ModelConfig, layer_name
 from sae.errors import InputError
+from sae.fileio import atomic_write
 from sae.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
@@ -54,20 +55,29 @@ def save_weights(codec: LayerCodec, root, k) -> None:
 def restore_weights(codec: LayerCodec, root, k) -> None:
   if not has_weights(root, k):
     raise InputError(f"{root}: no weights for layer {k} ({layer_name(k)})")
-  status = layer_checkpoint(codec).read(weights_prefix(root, k))
-  status.assert_existing_objects_matched().expect_partial()
+  try:
+    status = layer_checkpoint(codec).read(weights_prefix(root, k))
+    status.assert_existing_objects_matched().expect_partial()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise InputError(f"{root}: the weights of layer {k} ({layer_name(k)}) do "
+                     f"not match its config.json or are damaged: {first_line}"
+                     ) from None
 
 
 def read_config(root) -> ModelConfig:
   path = pathlib.Path(root) / CONFIG_FILE
   if not path.is_file():
     raise InputError(f"{str(root)!r} is not a weights folder (no {CONFIG_FILE})")
-  return ModelConfig.from_json(path.read_text())
+  try:
+    return ModelConfig.from_json(path.read_text())
+  except (ValueError, KeyError, TypeError) as e:
+    raise InputError(f"{path} is not a valid layer table: {e}") from None
 
 
 def write_config(root, config: ModelConfig) -> None:
   pathlib.Path(root).mkdir(parents=True, exist_ok=True)
-  (pathlib.Path(root) / CONFIG_FILE).write_text(config.to_json() + "\n")
+  atomic_write(pathlib.Path(root) / CONFIG_FILE, (config.to_json() + "\n").encode())
 
 
 def read_state(root, k) -> dict:

@@ -36,6 +36,20 @@ def _positive(text):
   return value
 
 
+def _positive_float(text):
+  value = float(text)
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+  return value
+
+
+def _fraction(text):
+  value = float(text)
+  if not 0 < value <= 1:
+    raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+  return value
+
+
 def train_parser(k: int) -> argparse.ArgumentParser:
   p = _Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
               "layers 0..k-1 restored from --checkpoint-dir and frozen.",
@@ -50,11 +64,11 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="global batch size (default: the preset's, 8 for paper)")
   p.add_argument("--patch-size", type=_positive, default=None,
                  help="random crop size (default: the preset's, 256 for paper)")
-  p.add_argument("--lambda", dest="lmbda", type=float, default=None,
+  p.add_argument("--lambda", dest="lmbda", type=_positive_float, default=None,
                  help="rate-distortion weight (default: the preset's table)")
-  p.add_argument("--learning-rate", type=float, default=None,
+  p.add_argument("--learning-rate", type=_positive_float, default=None,
                  help="peak learning rate (default: the table's, 1e-3)")
-  p.add_argument("--lr-decay-at", type=float, default=0.8,
+  p.add_argument("--lr-decay-at", type=_fraction, default=0.8,
                  help="fraction of --steps after which the rate drops 10x")
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse")
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
@@ -62,7 +76,7 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  default="none", help="tf.distribute strategy")
   p.add_argument("--jit", action="store_true",
                  help="compile the training step with XLA")
-  p.add_argument("--checkpoint-every", type=float, default=300,
+  p.add_argument("--checkpoint-every", type=_positive_float, default=300,
                  help="seconds between checkpoints")
   p.add_argument("--seed", type=int, default=None)
   p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -99,6 +113,9 @@ def guarded(fn, *args) -> int:
     return _fail(str(e))
   except OSError as e:  # missing files, permissions, full or read-only disk
     return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+  except FloatingPointError as e:  # the NaN guard of training
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   except KeyboardInterrupt:
     return _fail("interrupted")
 

@@ -60,13 +60,15 @@ def _usable_images(paths: Sequence[str], patch_size: int) -> list:
     try:
       with Image.open(p) as img:
         w, h = img.size
-    except OSError:
+        img.load()  # a damaged file must fail here, not in the trainer
+    except (OSError, ValueError, Image.DecompressionBombError):
       small.append(f"{p} (unreadable)")
       continue
     (usable if min(w, h) >= patch_size else small).append(p)
   if small:
-    warnings.warn(f"skipping {len(small)} image(s) smaller than the "
-                  f"{patch_size}x{patch_size} crop: " + ", ".join(small),
+    warnings.warn(f"skipping {len(small)} unreadable image(s) or image(s) "
+                  f"smaller than the {patch_size}x{patch_size} crop: "
+                  + ", ".join(small),
                   stacklevel=2)
   return usable
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tqdm
 
-from sae import checkpoints, codec, kodak, metrics
+from sae import checkpoints, cli, codec, kodak, metrics
 from sae.config import layer_name
 from sae.data import load_image, save_png
 from sae.fileio import atomic_write
@@ -74,7 +74,9 @@ def format_table(summary) -> str:
 
 def run(num_layers: int, args) -> int:
   """Evaluates layers 0..num_layers-1 as the test scripts' options say."""
-  paths = kodak.ensure_images(args.kodak, args.kodak_url, args.progress)
+  paths = kodak.ensure_images(
+      args.kodak, args.kodak_url, args.progress,
+      complete=pathlib.Path(args.kodak) == pathlib.Path(cli.DEFAULT_KODAK))
   if args.limit:
     paths = paths[:args.limit]
   weights = args.weights or checkpoints.DEFAULT_WEIGHTS

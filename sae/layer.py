@@ -85,7 +85,10 @@ class LayerCodec(tf.keras.Model):
         offset = tf.zeros(prior.batch_shape)
       return model.cdf, model.cdf_offset, offset
 
-    cdf, cdf_offset, offset = tables()
+    # On the CPU whatever the host has: encoder and decoder machines must
+    # derive bit-identical tables from the same weights.
+    with tf.device("/CPU:0"):
+      cdf, cdf_offset, offset = tables()
     self.coder = tfc.ContinuousBatchedEntropyModel(
         prior_shape=prior.batch_shape, coding_rank=3, compression=True,
         cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
@@ -113,7 +116,7 @@ class LayerCodec(tf.keras.Model):
   def digest(self) -> str:
     """SHA-256 of this layer's variable values (frozen-layer check, ids)."""
     h = hashlib.sha256()
+    # Values only, in a fixed order: names depend on the enclosing scopes.
     for v in self.weight_variables:
-      h.update(v.name.encode())
       h.update(np.ascontiguousarray(v.numpy()).tobytes())
     return h.hexdigest()

@@ -16,6 +16,7 @@ from sae import checkpoints, data, distribute
 from sae.config import ModelConfig, get_preset, layer_name, same_architecture
 from sae.errors import InputError
 from sae.model import ScalableAutoEncoder
+from sae.transforms import TOTAL_STRIDE
 
 LOG_EVERY = 100
 
@@ -44,12 +45,39 @@ def _resolve_config(args, k) -> ModelConfig:
       raise InputError(f"{root} holds layers of another architecture than "
                        f"preset {args.preset!r}")
     specs[:k] = saved.layers[:k]
+    if _has_training_state(root, k) and k < len(saved.layers):
+      recorded = saved.layers[k]
+      for flag, name in (("lmbda", "--lambda"),
+                         ("learning_rate", "--learning-rate")):
+        given = getattr(args, flag)
+        if given is not None and given != getattr(recorded, flag):
+          raise InputError(
+              f"{layer_name(k)} in {root} is being trained with {name} "
+              f"{getattr(recorded, flag)}; resuming with {given} would mix "
+              "two objectives (use another --checkpoint-dir)")
+      specs[k] = recorded
+  if args.patch_size is not None and args.patch_size % TOTAL_STRIDE:
+    raise InputError(f"--patch-size must be a multiple of {TOTAL_STRIDE}, "
+                     f"got {args.patch_size}")
+  if checkpoints.has_weights(root, k) and not _has_training_state(root, k):
+    raise InputError(f"{layer_name(k)} in {root} has weights but no training "
+                     "state to resume; train into another --checkpoint-dir")
+  if checkpoints.has_weights(root, k + 1):
+    raise InputError(
+        f"{layer_name(k + 1)} in {root} was trained on top of "
+        f"{layer_name(k)}; training {layer_name(k)} further would leave it "
+        "stale (use another --checkpoint-dir)")
   for j in range(k):
     if not checkpoints.has_weights(root, j):
       raise InputError(
           f"layer {j} ({layer_name(j)}) has no weights in {root}: run "
           f"train_{layer_name(j)}.py --checkpoint-dir {root} first")
   return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset)
+
+
+def _has_training_state(root, k) -> bool:
+  return tf.train.latest_checkpoint(
+      str(checkpoints.layer_dir(root, k) / "train")) is not None
 
 
 def run(k: int, args: argparse.Namespace) -> int:
@@ -66,7 +94,16 @@ def run(k: int, args: argparse.Namespace) -> int:
   if chief:
     checkpoints.write_config(root, _merged_config(root, config))
 
-  dataset = data.training_dataset(args.corpus, patch, batch, seed=args.seed)
+  state = checkpoints.read_state(root, k)
+  resuming = _has_training_state(root, k)
+  # The decay step is fixed by the first run: extending --steps later must
+  # not raise the learning rate again.
+  boundary = state.get("schedule", {}).get("decay_at_step") if resuming else None
+  if boundary is None:
+    boundary = int(args.steps * args.lr_decay_at)
+  # A resumed run must not replay the crops of the first one.
+  seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
+  dataset = data.training_dataset(args.corpus, patch, batch, seed=seed)
   dist_dataset = strategy.experimental_distribute_dataset(dataset)
   spec = config.layers[k]
   with strategy.scope():
@@ -77,21 +114,29 @@ def run(k: int, args: argparse.Namespace) -> int:
       # the one the coder will see.
       model.codecs[j].prepare_for_coding()
     variables = model.set_trainable_layer(k)
-    boundary = int(args.steps * args.lr_decay_at)
     schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
         [boundary], [spec.learning_rate, spec.learning_rate * 0.1])
     optimizer = tf.keras.optimizers.Adam(schedule)
     optimizer.build(variables)
   lower_before = [c.digest() for c in model.codecs[:k]]
+  recorded = state.get("lower_layer_sha256_before")
+  if resuming and recorded is not None and recorded != lower_before:
+    raise InputError(f"the layers below {layer_name(k)} in {root} changed "
+                     "since its training started; its checkpoint is stale")
+  state.update(lower_layer_sha256_before=lower_before,
+               schedule={"learning_rate": spec.learning_rate, "decay_to": 0.1,
+                         "decay_at_step": boundary})
 
   train_ckpt = checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer)
   manager = tf.train.CheckpointManager(
       train_ckpt, str(checkpoints.layer_dir(write_root, k) / "train"),
       max_to_keep=2)
-  if manager.latest_checkpoint:
-    train_ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  # Every worker resumes from the chief's checkpoint, or replicas diverge.
+  latest = tf.train.latest_checkpoint(
+      str(checkpoints.layer_dir(root, k) / "train"))
+  if latest:
+    train_ckpt.restore(latest).assert_existing_objects_matched()
     logging.info("resumed %s at step %d", layer_name(k), int(optimizer.iterations))
-  state = checkpoints.read_state(root, k)
   elapsed = state.get("train_seconds", 0.0)
 
   train_step = make_train_step(model, k, variables, optimizer, strategy, batch,
@@ -146,9 +191,7 @@ def run(k: int, args: argparse.Namespace) -> int:
       steps=int(optimizer.iterations), batch_size=batch, patch_size=patch,
       spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
       num_replicas=strategy.num_replicas_in_sync,
-      schedule={"learning_rate": spec.learning_rate, "decay_to": 0.1,
-                "decay_at_step": boundary},
-      lower_layer_sha256_before=lower_before, lower_layer_sha256_after=lower_after,
+      lower_layer_sha256_after=lower_after,
       weights_id=model.weights_ids()[k].hex())
   if chief:
     checkpoints.write_state(root, k, state)

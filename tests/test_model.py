@@ -67,8 +67,19 @@ def test_trainable_set_is_exactly_layer_k():
 def test_weights_ids_are_chained():
   a, b = tiny_model(seed=0), tiny_model(seed=1)
   assert len(a.weights_ids()) == 4 and all(len(i) == 4 for i in a.weights_ids())
-  assert a.weights_ids() == tiny_model(seed=0).weights_ids()
   assert a.weights_ids()[0] != b.weights_ids()[0]
+  # Same values in a model built elsewhere (other name scope): same ids.
+  with tf.name_scope("elsewhere"):
+    c = ScalableAutoEncoder(tiny_specs(4))
+  for src, dst in zip(a.codecs, c.codecs):
+    for v, w in zip(src.weight_variables, dst.weight_variables):
+      w.assign(v)
+  assert c.weights_ids() == a.weights_ids()
+  # Changing the top layer changes only the top id; a lower one changes all above.
+  var = c.codecs[3].weight_variables[0]
+  var.assign(var + 1)
+  assert c.weights_ids()[:3] == a.weights_ids()[:3]
+  assert c.weights_ids()[3] != a.weights_ids()[3]
 
 
 def test_decode_refuses_other_weights():

@@ -60,7 +60,50 @@ def test_resume_continues_from_checkpoint(trained):
   argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
           str(ckpt), "--steps", "5", "--no-progress"]
   assert train_el3.main(argv) == 0
-  assert checkpoints.read_state(ckpt, 3)["steps"] == 5
+  state = checkpoints.read_state(ckpt, 3)
+  assert state["steps"] == 5
+  # The decay step of the first run (0.8 * 3 steps) survives the extension.
+  assert state["schedule"]["decay_at_step"] == 2
+
+
+def _refusal(capsys, trainer, argv):
+  code = trainer.main(argv + ["--preset", "tiny", "--steps", "9", "--no-progress"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+  return err[0]
+
+
+def test_resume_with_another_lambda_is_refused(trained, capsys):
+  _, corpus, ckpt = trained
+  err = _refusal(capsys, train_el3, ["--corpus", str(corpus), "--checkpoint-dir",
+                                     str(ckpt), "--lambda", "0.5"])
+  assert "--lambda" in err
+
+
+def test_retraining_below_a_trained_layer_is_refused(trained, capsys):
+  _, corpus, ckpt = trained
+  before = checkpoints.read_state(ckpt, 0)
+  err = _refusal(capsys, train_base, ["--corpus", str(corpus),
+                                      "--checkpoint-dir", str(ckpt)])
+  assert "stale" in err and checkpoints.read_state(ckpt, 0) == before
+
+
+def test_weights_without_training_state_are_not_overwritten(trained, capsys, tmp_path):
+  _, corpus, ckpt = trained
+  shipped = tmp_path / "shipped"
+  checkpoints.ship_weights(ckpt, shipped, 2)
+  index = (shipped / "el1" / "weights.index").read_bytes()
+  err = _refusal(capsys, train_el1, ["--corpus", str(corpus),
+                                     "--checkpoint-dir", str(shipped)])
+  assert "no training state" in err
+  assert (shipped / "el1" / "weights.index").read_bytes() == index
+
+
+def test_patch_size_must_be_a_multiple_of_16(tmp_path, capsys):
+  corpus = write_corpus(tmp_path / "c", [(64, 64)])
+  err = _refusal(capsys, train_base, ["--corpus", str(corpus), "--checkpoint-dir",
+                                      str(tmp_path / "ck"), "--patch-size", "40"])
+  assert "multiple of 16" in err
 
 
 def test_missing_lower_layer_is_named(tmp_path, capsys):
