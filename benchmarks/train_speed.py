@@ -33,8 +33,13 @@ def measure(k, args):
   step = train.make_train_step(model, k, variables, optimizer,
                                tf.distribute.get_strategy(), args.batch_size,
                                jit_compile=args.jit)
-  it = iter(data.training_dataset(args.corpus, args.patch_size,
-                                  args.batch_size, cache=not args.no_cache))
+  if k > 0 and not args.lower_per_crop:
+    dataset = data.residual_training_dataset(
+        args.corpus, args.patch_size, args.batch_size, model.lower_of_image(k))
+  else:
+    dataset = data.training_dataset(args.corpus, args.patch_size,
+                                    args.batch_size, cache=not args.no_cache)
+  it = iter(dataset)
   for _ in range(args.warmup):
     step(next(it)).numpy()
   wait, busy = [], []
@@ -60,6 +65,9 @@ def main(argv=None):
   p.add_argument("--patch-size", type=int, default=256)
   p.add_argument("--corpus", default="../shared/data/train")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
+  p.add_argument("--lower-per-crop", action="store_true",
+                 help="ELs: run the lower layers on every crop (train.py "
+                 "--lower-cache off) instead of precomputed residuals")
   p.add_argument("--no-cache", action="store_true",
                  help="decode images every time instead of keeping them")
   args = p.parse_args(argv)

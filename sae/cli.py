@@ -74,6 +74,10 @@ def train_parser(k: int) -> argparse.ArgumentParser:
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
+  p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
+                 help="enhancement layers: code whole training images with the "
+                 "frozen layers once and train on crops of their residuals "
+                 "(auto: when they fit in 6 GiB); off: lower layers per crop")
   p.add_argument("--jit", action="store_true",
                  help="compile the training step with XLA")
   p.add_argument("--checkpoint-every", type=_positive_float, default=300,

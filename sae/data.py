@@ -73,6 +73,28 @@ def _usable_images(paths: Sequence[str], patch_size: int) -> list:
   return usable
 
 
+def _checked_paths(folder, patch_size: int) -> list:
+  paths = list_images(folder)
+  if not paths:
+    raise InputError(f"no PNG/JPEG images in {str(folder)!r}")
+  paths = _usable_images(paths, patch_size)
+  if not paths:
+    raise InputError(f"no image in {str(folder)!r} is at least "
+                     f"{patch_size}x{patch_size}")
+  return paths
+
+
+def _random_crops(images: tf.data.Dataset, count: int, patch_size: int,
+                  batch_size: int, channels: int, seed) -> tf.data.Dataset:
+  def crop(img):
+    return tf.cast(tf.image.random_crop(img, (patch_size, patch_size, channels),
+                                        seed=seed), tf.float32)
+
+  ds = images.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
 def training_dataset(folder, patch_size: int, batch_size: int,
                      seed=None, cache: bool = True) -> tf.data.Dataset:
   """Random crops from every image under ``folder``, endlessly.
@@ -85,30 +107,52 @@ def training_dataset(folder, patch_size: int, batch_size: int,
   Raises:
     InputError: the folder is missing or has no image at least patch_size.
   """
-  paths = list_images(folder)
-  if not paths:
-    raise InputError(f"no PNG/JPEG images in {str(folder)!r}")
-  paths = _usable_images(paths, patch_size)
-  if not paths:
-    raise InputError(f"no image in {str(folder)!r} is at least "
-                     f"{patch_size}x{patch_size}")
+  paths = _checked_paths(folder, patch_size)
 
   def decode(path):
     img = tf.io.decode_image(tf.io.read_file(path), channels=3,
                              expand_animations=False)
     return tf.image.convert_image_dtype(img, tf.uint8, saturate=True)
 
-  def crop(img):
-    return tf.cast(tf.image.random_crop(img, (patch_size, patch_size, 3),
-                                        seed=seed), tf.float32)
-
   ds = tf.data.Dataset.from_tensor_slices(paths)
   ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
   if cache:
     ds = ds.cache()
-  ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return _random_crops(ds, len(paths), patch_size, batch_size, 3, seed)
+
+
+def residual_dataset_bytes(folder, patch_size: int) -> int:
+  """Memory that ``residual_training_dataset`` needs for ``folder``."""
+  total = 0
+  for p in _checked_paths(folder, patch_size):
+    with Image.open(p) as img:
+      total += img.size[0] * img.size[1] * 6 * 4
+  return total
+
+
+def residual_training_dataset(folder, patch_size: int, batch_size: int,
+                              lower_fn, seed=None,
+                              progress: bool = False) -> tf.data.Dataset:
+  """Random crops of [image, reconstruction of the layers below] (6 channels).
+
+  The frozen lower layers code every *whole* training image once, up front,
+  so an enhancement layer trains on crops of exactly the residuals it will
+  code at test time, and each step runs only the layer being trained.
+
+  Args:
+    lower_fn: float (H, W, 3) image -> float (H, W, 3) lower reconstruction.
+  """
+  import tqdm
+  paths = _checked_paths(folder, patch_size)
+  pairs = []
+  for p in tqdm.tqdm(paths, desc="code training images with lower layers",
+                     disable=not progress):
+    img = load_image(p).astype(np.float32)
+    pairs.append(np.concatenate([img, np.asarray(lower_fn(img))], axis=-1))
+  ds = tf.data.Dataset.from_generator(
+      lambda: iter(pairs),
+      output_signature=tf.TensorSpec((None, None, 6), tf.float32))
+  return _random_crops(ds, len(pairs), patch_size, batch_size, 6, seed)
 
 
 def num_training_images(folder, patch_size: int) -> int:

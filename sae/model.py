@@ -60,9 +60,14 @@ class ScalableAutoEncoder(tf.keras.Model):
       total += codec.synthesis(codec.quantize(y), training=False)
     return tf.stop_gradient(total)
 
-  def forward(self, x, k, training=True):
-    """Loss of layer ``k`` on a batch ``x`` (float, 0..255, multiple of 16)."""
-    lower = self.lower_reconstruction(x, k)
+  def forward(self, x, k, training=True, lower=None):
+    """Loss of layer ``k`` on a batch ``x`` (float, 0..255, multiple of 16).
+
+    ``lower``: the layers below's reconstruction, when precomputed on whole
+    images; computed on ``x`` otherwise.
+    """
+    if lower is None:
+      lower = self.lower_reconstruction(x, k)
     out = self.codecs[k](x - lower, training=training)
     total = lower + out.x_hat
     num_pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
@@ -70,6 +75,16 @@ class ScalableAutoEncoder(tf.keras.Model):
     mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
     loss = losses.rd_loss(bpp, x, total, self.specs[k].lmbda, self.metric)
     return CascadeOutput(loss, bpp, mse, total)
+
+  def lower_of_image(self, k):
+    """A tf.function: float (H, W, 3) image -> reconstruction by layers < k."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.float32)])
+    def lower(image):
+      total = self.lower_reconstruction(pad_to_stride(image[None]), k)
+      return total[0, :tf.shape(image)[0], :tf.shape(image)[1]]
+
+    return lower
 
   def set_trainable_layer(self, k):
     """Freezes every layer but ``k``; returns the trainable variables."""

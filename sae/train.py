@@ -75,6 +75,24 @@ def _resolve_config(args, k) -> ModelConfig:
   return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset)
 
 
+# Above this, enhancement layers compute the lower layers on every crop
+# instead of keeping whole-image reconstructions in memory.
+RESIDUAL_CACHE_LIMIT = 6 * 2 ** 30
+
+
+def _dataset(args, k, model, patch, batch, seed):
+  """Image crops for the base; [image, lower reconstruction] crops for ELs."""
+  if k > 0 and args.lower_cache != "off":
+    size = data.residual_dataset_bytes(args.corpus, patch)
+    if args.lower_cache == "on" or size <= RESIDUAL_CACHE_LIMIT:
+      return data.residual_training_dataset(
+          args.corpus, patch, batch, model.lower_of_image(k), seed,
+          progress=args.progress)
+    logging.warning("corpus needs %.1f GiB as residuals: computing the lower "
+                    "layers per crop instead", size / 2 ** 30)
+  return data.training_dataset(args.corpus, patch, batch, seed=seed)
+
+
 def _has_training_state(root, k) -> bool:
   return tf.train.latest_checkpoint(
       str(checkpoints.layer_dir(root, k) / "train")) is not None
@@ -103,8 +121,6 @@ def run(k: int, args: argparse.Namespace) -> int:
     boundary = int(args.steps * args.lr_decay_at)
   # A resumed run must not replay the crops of the first one.
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
-  dataset = data.training_dataset(args.corpus, patch, batch, seed=seed)
-  dist_dataset = strategy.experimental_distribute_dataset(dataset)
   spec = config.layers[k]
   with strategy.scope():
     model = ScalableAutoEncoder(config.layers, config.metric)
@@ -119,6 +135,8 @@ def run(k: int, args: argparse.Namespace) -> int:
     optimizer = tf.keras.optimizers.Adam(schedule)
     optimizer.build(variables)
   lower_before = [c.digest() for c in model.codecs[:k]]
+  dataset = _dataset(args, k, model, patch, batch, seed)
+  dist_dataset = strategy.experimental_distribute_dataset(dataset)
   recorded = state.get("lower_layer_sha256_before")
   if resuming and recorded is not None and recorded != lower_before:
     raise InputError(f"the layers below {layer_name(k)} in {root} changed "
@@ -209,9 +227,12 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
   the update of one replica on B.
   """
 
-  def step_fn(x):
+  def step_fn(batch):
+    x, lower = batch, None
+    if batch.shape[-1] == 6:  # [image, precomputed lower reconstruction]
+      x, lower = batch[..., :3], batch[..., 3:]
     with tf.GradientTape() as tape:
-      out = model.forward(x, k, training=training)
+      out = model.forward(x, k, training=training, lower=lower)
       loss = tf.nn.compute_average_loss(out.loss,
                                         global_batch_size=global_batch)
     grads = tape.gradient(loss, variables)

@@ -72,3 +72,13 @@ def test_save_png_is_atomic_and_checks_folder(tmp_path):
   with pytest.raises(InputError, match="output directory"):
     data.save_png(img, tmp_path / "missing" / "o.png")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def test_residual_dataset_crops_image_and_lower_together(tmp_path):
+  write_corpus(tmp_path, [(70, 90), (64, 80)])
+  ds = data.residual_training_dataset(tmp_path, 64, 3, lambda img: img * 0.5,
+                                      seed=0)
+  batch = next(iter(ds)).numpy()
+  assert batch.shape == (3, 64, 64, 6)
+  np.testing.assert_array_equal(batch[..., 3:], batch[..., :3] * 0.5)
+  assert data.residual_dataset_bytes(tmp_path, 64) == (70 * 90 + 64 * 80) * 24

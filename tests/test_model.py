@@ -38,8 +38,8 @@ def test_residual_chain_uses_inference_reconstructions():
   assert model.lower_reconstruction(x, 0).numpy().max() == 0
 
 
-@pytest.mark.parametrize("k", [0, 1, 3])
-def test_one_step_changes_only_layer_k(k):
+@pytest.mark.parametrize("k,channels", [(0, 3), (1, 3), (3, 3), (2, 6)])
+def test_one_step_changes_only_layer_k(k, channels):
   from sae import train
   tf.random.set_seed(0)
   model = ScalableAutoEncoder(tiny_specs(4))
@@ -50,10 +50,19 @@ def test_one_step_changes_only_layer_k(k):
   optimizer = tf.keras.optimizers.Adam(1e-3)
   step = train.make_train_step(model, k, variables, optimizer,
                                tf.distribute.get_strategy(), 2)
-  step(tf.random.uniform((2, 32, 32, 3), 0, 255))
+  # 6 channels: [image, precomputed reconstruction of the lower layers].
+  step(tf.random.uniform((2, 32, 32, channels), 0, 255))
   after = [c.digest() for c in model.codecs]
   for j in range(4):
     assert (before[j] == after[j]) == (j != k), f"layer {j}"
+
+
+def test_lower_of_image_is_the_cascade_below_k():
+  model = tiny_model()
+  image = tf.cast(random_image(20, 36, seed=2), tf.float32)
+  lower = model.lower_of_image(2)(image)
+  expected = model.reconstructions(image[None])[1][0]
+  np.testing.assert_allclose(lower.numpy(), expected.numpy(), atol=1e-3)
 
 
 def test_trainable_set_is_exactly_layer_k():
