@@ -34,3 +34,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return kind == "chief" or (kind == "worker" and index == 0 and not any(
       t == "chief" for t in json.loads(os.environ["TF_CONFIG"])
       .get("cluster", {})))
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Machines taking part (1 unless multi-worker with a TF_CONFIG cluster)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not os.environ.get("TF_CONFIG"):
+    return 1
+  cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+  return sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))

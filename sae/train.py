@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import shutil
 import tempfile
 import time
 
@@ -195,7 +196,7 @@ def run(k: int, args: argparse.Namespace) -> int:
       state["last"] = {"step": step + 1, "loss": loss, "bpp": bpp, "mse": mse,
                        "psnr": psnr}
       running = []
-    if time.monotonic() - t_ckpt > args.checkpoint_every:
+    if _checkpoint_due(step + 1, t_ckpt, args, strategy):
       elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
       t0 = t_ckpt = time.monotonic()
   bar.close()
@@ -213,6 +214,8 @@ def run(k: int, args: argparse.Namespace) -> int:
       weights_id=model.weights_ids()[k].hex())
   if chief:
     checkpoints.write_state(root, k, state)
+  else:
+    shutil.rmtree(write_root, ignore_errors=True)
   print(json.dumps({"layer": layer_name(k), **state.get("last", {}),
                     "train_seconds": round(elapsed, 1)}))
   return 0
@@ -246,6 +249,17 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
     return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
   return train_step
+
+
+def _checkpoint_due(steps_done, last_time, args, strategy) -> bool:
+  """Time-based on one worker; step-based across workers, which must all
+  save at the same step (saving is a collective operation there)."""
+  every_steps = args.checkpoint_steps
+  if every_steps is None and distribute.num_workers(strategy) > 1:
+    every_steps = 1000
+  if every_steps is not None:
+    return steps_done % every_steps == 0
+  return time.monotonic() - last_time > args.checkpoint_every
 
 
 def _checkpoint(manager, optimizer, model, root, k, state, elapsed, t0):
