@@ -14,15 +14,18 @@ hash chained over its own weights and the identifiers below it, so a stream
 chunk is refused by any decoder whose layers 0..k differ from the encoder's.
 """
 
+import io
 import json
 import pathlib
+
+import numpy as np
 
 import tensorflow as tf
 
 from sae.config import ModelConfig, layer_name
 from sae.errors import InputError
 from sae.fileio import atomic_write
-from sae.layer import LayerCodec
+from sae.layer import TABLE_KEYS, LayerCodec
 
 CONFIG_FILE = "config.json"
 DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"
@@ -38,6 +41,29 @@ def weights_prefix(root, k) -> str:
 
 def has_weights(root, k) -> bool:
   return pathlib.Path(weights_prefix(root, k) + ".index").exists()
+
+
+def tables_path(root, k) -> pathlib.Path:
+  return layer_dir(root, k) / "tables.npz"
+
+
+def save_tables(codec: LayerCodec, root, k) -> None:
+  """Stores the layer's range coding tables (shipped weights carry them)."""
+  buf = io.BytesIO()
+  np.savez(buf, **codec.coding_tables())
+  atomic_write(tables_path(root, k), buf.getvalue())
+
+
+def read_tables(root, k):
+  """Stored tables of layer k, or None (then they are built from the prior)."""
+  path = tables_path(root, k)
+  if not path.is_file():
+    return None
+  try:
+    with np.load(path) as stored:
+      return {key: stored[key] for key in TABLE_KEYS}
+  except (OSError, ValueError, KeyError) as e:
+    raise InputError(f"{path} is damaged: {e}") from None
 
 
 def layer_checkpoint(codec: LayerCodec, **extra) -> tf.train.Checkpoint:
@@ -132,7 +158,7 @@ def load_model(root=None, num_layers=None, prepare=True):
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
   if prepare:
-    model.prepare_for_coding()
+    model.prepare_for_coding([read_tables(root, k) for k in range(num_layers)])
   return model
 
 
@@ -158,6 +184,8 @@ def ship_weights(src, dst, num_layers=None) -> dict:
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, src, k)
     save_weights(codec, dst, k)
+    codec.prepare_for_coding(read_tables(src, k))
+    save_tables(codec, dst, k)
     state = read_state(src, k)
     write_state(dst, k, state)
     if (layer_dir(src, k) / "log.csv").is_file():

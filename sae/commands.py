@@ -259,7 +259,8 @@ def load_model(root, num_layers=None, expect_ids=()):
     return cached[1]
   model = checkpoints.load_model(root, needed, prepare=False)
   _check_ids(model, expect_ids)
-  model.prepare_for_coding()
+  model.prepare_for_coding(
+      [checkpoints.read_tables(root, k) for k in range(model.num_layers)])
   _MODELS[key] = (stamp, model)
   return model
 

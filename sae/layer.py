@@ -12,6 +12,9 @@ from sae.config import LayerSpec
 from sae.transforms import AnalysisTransform, SynthesisTransform
 
 
+TABLE_KEYS = ("cdf", "cdf_offset", "quantization_offset")
+
+
 class LayerOutput(NamedTuple):
   """What one layer returns for one input batch."""
 
@@ -67,13 +70,34 @@ class LayerCodec(tf.keras.Model):
       return self.coder.quantize(y)
     return self._entropy_model(training=False).quantize(y)
 
-  def prepare_for_coding(self):
+  def prepare_for_coding(self, tables=None):
     """Builds the range coding tables from the (now fixed) prior.
 
-    tfc builds them eagerly, where its tail search (a while loop) takes
+    Args:
+      tables: stored tables (``coding_tables()`` of an earlier call); shipped
+        weights carry them so that encoder and decoder machines use the very
+        same integers, whatever their floating-point arithmetic.
+
+    tfc builds tables eagerly, where its tail search (a while loop) takes
     seconds per layer; tracing it once in a tf.function takes a fraction, and
     the coder is then built from the resulting tables.
     """
+    prior = self.prior
+    if tables is not None:
+      cdf, cdf_offset, offset = (tf.constant(tables[key]) for key in TABLE_KEYS)
+    else:
+      cdf, cdf_offset, offset = self._compute_tables()
+    self.coder = tfc.ContinuousBatchedEntropyModel(
+        prior_shape=prior.batch_shape, coding_rank=3, compression=True,
+        cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
+
+  def coding_tables(self) -> dict:
+    """The range coding tables as NumPy arrays (keys: TABLE_KEYS)."""
+    coder = self._require_coder()
+    return {"cdf": coder.cdf.numpy(), "cdf_offset": coder.cdf_offset.numpy(),
+            "quantization_offset": coder.quantization_offset.numpy()}
+
+  def _compute_tables(self):
     prior = self.prior
 
     @tf.function
@@ -88,10 +112,7 @@ class LayerCodec(tf.keras.Model):
     # On the CPU whatever the host has: encoder and decoder machines must
     # derive bit-identical tables from the same weights.
     with tf.device("/CPU:0"):
-      cdf, cdf_offset, offset = tables()
-    self.coder = tfc.ContinuousBatchedEntropyModel(
-        prior_shape=prior.batch_shape, coding_rank=3, compression=True,
-        cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
+      return tables()
 
   def _require_coder(self):
     if self.coder is None:

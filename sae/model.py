@@ -112,14 +112,18 @@ class ScalableAutoEncoder(tf.keras.Model):
       ids.append(prev)
     return ids
 
-  def prepare_for_coding(self):
+  def prepare_for_coding(self, tables=None):
     """Fixes the coding tables and, with them, the weights ids.
+
+    Args:
+      tables: optional stored tables, one dict (or None) per layer.
 
     The weights must not change afterwards: the ids are cached (hashing every
     variable per image would cost milliseconds per call).
     """
-    for codec in self.codecs:
-      codec.prepare_for_coding()
+    tables = tables or [None] * self.num_layers
+    for codec, table in zip(self.codecs, tables):
+      codec.prepare_for_coding(table)
     self._coding_ids = None
     self._coding_ids = ",".join(i.hex() for i in self.weights_ids())
 

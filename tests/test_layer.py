@@ -44,3 +44,17 @@ def test_training_adds_noise_not_rounding(codec):
   out = codec(x, training=True)
   assert not np.allclose(out.y_hat.numpy(), codec.quantize(out.y).numpy())
   assert np.all(np.abs(out.y_hat - out.y) <= 0.5 + 1e-5)
+
+
+def test_stored_tables_code_identically(codec):
+  from sae.layer import TABLE_KEYS
+  tables = codec.coding_tables()
+  assert set(tables) == set(TABLE_KEYS)
+  other = LayerCodec(tiny_specs()[2], name="el2")
+  for v, w in zip(codec.weight_variables, other.weight_variables):
+    w.assign(v)
+  other.prepare_for_coding(tables)
+  y = tf.random.normal((1, 3, 4, 16), stddev=8, seed=9)
+  assert codec.compress_latent(y).numpy() == other.compress_latent(y).numpy()
+  for key in TABLE_KEYS:
+    np.testing.assert_array_equal(other.coding_tables()[key], tables[key])

@@ -137,3 +137,19 @@ def test_missing_weights_folder(tmp_path, capsys):
   assert test_el3.main(["--kodak", str(corpus), "--weights",
                         str(tmp_path / "none"), "--no-progress"]) == 2
   assert "not a weights folder" in capsys.readouterr().err
+
+
+def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
+  import numpy as np
+  from sae import codec
+  from tests.tiny import random_image
+  _, _, ckpt = trained
+  shipped = tmp_path / "w"
+  manifest = checkpoints.ship_weights(ckpt, shipped)
+  assert all(checkpoints.tables_path(shipped, k).is_file() for k in range(4))
+  a, b = checkpoints.load_model(ckpt), checkpoints.load_model(shipped)
+  assert manifest["weights_id"] == a.weights_ids()[-1].hex() == b.weights_ids()[-1].hex()
+  image = random_image(40, 24)
+  stream = codec.encode(a, image, 4)
+  assert codec.encode(b, image, 4) == stream
+  np.testing.assert_array_equal(codec.decode(b, stream), codec.decode(a, stream))
