@@ -82,6 +82,9 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="compile the training step with XLA")
   p.add_argument("--checkpoint-every", type=_positive_float, default=300,
                  help="seconds between checkpoints")
+  p.add_argument("--validate-every", type=int, default=1000,
+                 help="steps between validations (hard quantization, fixed "
+                 "crops of training images) written to <layer>/val.csv; 0: off")
   p.add_argument("--checkpoint-steps", type=_positive, default=None,
                  help="steps between checkpoints instead (default 1000 "
                  "with --distribute multi-worker)")

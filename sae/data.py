@@ -121,6 +121,22 @@ def training_dataset(folder, patch_size: int, batch_size: int,
   return _random_crops(ds, len(paths), patch_size, batch_size, 3, seed)
 
 
+def validation_batches(folder, patch_size: int, batch_size: int,
+                       count: int = 16) -> list:
+  """Fixed centre crops of ``count`` images spread over the corpus."""
+  paths = _checked_paths(folder, patch_size)
+  chosen = paths[::max(1, len(paths) // count)][:count]
+  crops = []
+  for p in chosen:
+    img = load_image(p)
+    top = (img.shape[0] - patch_size) // 2
+    left = (img.shape[1] - patch_size) // 2
+    crops.append(img[top:top + patch_size, left:left + patch_size])
+  crops = np.stack(crops).astype(np.float32)
+  return [tf.constant(crops[i:i + batch_size])
+          for i in range(0, len(crops), batch_size)]
+
+
 def residual_dataset_bytes(folder, patch_size: int) -> int:
   """Memory that ``residual_training_dataset`` needs for ``folder``."""
   total = 0

@@ -238,8 +238,15 @@ def training_figure(weights_dir, out) -> None:
     if log.size < 2:
       continue
     found = True
+    lines = []
     for ax, key in zip(axes, ("loss", "bpp", "psnr")):
-      ax.plot(log["step"], log[key], label=name, lw=1)
+      lines += ax.plot(log["step"], log[key], label=name, lw=1)
+    val_path = path.with_name("val.csv")
+    if val_path.is_file():
+      val = np.atleast_1d(np.genfromtxt(val_path, delimiter=",", names=True))
+      for ax, key, line in zip(axes, ("loss", "bpp", "psnr"), lines):
+        ax.plot(val["step"], val[key], "--", color=line.get_color(), lw=1.5,
+                label=f"{name} validation (quantized)")
   if not found:
     raise InputError(f"no training logs (<layer>/log.csv) in {weights_dir}")
   for ax, label in zip(axes, ("training loss (own rate + lambda D)",

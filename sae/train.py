@@ -166,6 +166,8 @@ def run(k: int, args: argparse.Namespace) -> int:
   csv_path = log_dir / "log.csv"
   if chief and not csv_path.exists():
     csv_path.write_text("step,loss,bpp,mse,psnr,lr,seconds\n")
+  val_batches = data.validation_batches(args.corpus, patch, 8)
+  validate = make_validation(model, k)
   start = int(optimizer.iterations)
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
                   disable=not args.progress, dynamic_ncols=True)
@@ -196,6 +198,16 @@ def run(k: int, args: argparse.Namespace) -> int:
       state["last"] = {"step": step + 1, "loss": loss, "bpp": bpp, "mse": mse,
                        "psnr": psnr}
       running = []
+    if args.validate_every and ((step + 1) % args.validate_every == 0
+                                or step + 1 == args.steps):
+      val = validate(val_batches)
+      state["validation"] = {"step": step + 1, **val}
+      if chief:
+        with writer.as_default(step=step + 1):
+          for name, value in val.items():
+            tf.summary.scalar(f"validation/{name}", value)
+        _append_csv(log_dir / "val.csv", "step,loss,bpp,mse,psnr",
+                    [step + 1] + list(val.values()))
     if _checkpoint_due(step + 1, t_ckpt, args, strategy):
       elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
       t0 = t_ckpt = time.monotonic()
@@ -249,6 +261,41 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
     return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
   return train_step
+
+
+def make_validation(model, k):
+  """Loss, bpp, MSE and PSNR with hard quantization on fixed crops.
+
+  As in tfc's bls2017 with custom data, the crops come from the training
+  images (never from the test set); they measure the quantized model, not
+  the noisy proxy the training loss sees.
+  """
+
+  @tf.function
+  def batch_sums(x):
+    out = model.forward(x, k, training=False)
+    return tf.stack([tf.reduce_sum(out.loss), tf.reduce_sum(out.bpp),
+                     tf.reduce_sum(out.mse)])
+
+  def validate(batches):
+    sums, count = 0.0, 0
+    for x in batches:
+      sums += batch_sums(x).numpy()
+      count += int(x.shape[0])
+    loss, bpp, mse = (float(v) / count for v in sums)
+    return {"loss": loss, "bpp": bpp, "mse": mse,
+            "psnr": 10 * math.log10(255 ** 2 / max(mse, 1e-10))}
+
+  return validate
+
+
+def _append_csv(path, header, values):
+  new = not path.exists()
+  with open(path, "a") as f:
+    if new:
+      f.write(header + "\n")
+    f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                     for v in values) + "\n")
 
 
 def _checkpoint_due(steps_done, last_time, args, strategy) -> bool:

@@ -77,3 +77,19 @@ def test_cli_plots_what_exists(tmp_path, capsys):
   for name in ("kodak_rd_psnr.png", "kodak_rd_msssim.png"):
     assert (figs / name).read_bytes().startswith(PNG)
   assert "no SAE results" in capsys.readouterr().err
+
+
+def test_training_figure_from_logs(tmp_path):
+  from sae import plots
+  from sae.errors import InputError
+  layer = tmp_path / "w" / "base"
+  layer.mkdir(parents=True)
+  (layer / "log.csv").write_text("step,loss,bpp,mse,psnr,lr,seconds\n"
+                                 "100,2.0,0.9,900,18.6,1e-3,20\n"
+                                 "200,1.0,0.5,500,21.1,1e-3,40\n")
+  (layer / "val.csv").write_text("step,loss,bpp,mse,psnr\n200,1.1,0.5,550,20.7\n")
+  out = tmp_path / "t.png"
+  plots.training_figure(tmp_path / "w", out)
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(InputError, match="no training logs"):
+    plots.training_figure(tmp_path, tmp_path / "u.png")

@@ -31,8 +31,11 @@ def trained(tmp_path_factory):
 def test_four_layers_trained_and_lower_layers_frozen(trained):
   _, _, ckpt = trained
   assert checkpoints.available_layers(ckpt) == 4
+  val = (ckpt / "el3" / "val.csv").read_text().splitlines()
+  assert val[0] == "step,loss,bpp,mse,psnr" and val[-1].startswith("3,")
   for k in range(1, 4):
     state = checkpoints.read_state(ckpt, k)
+    assert state["validation"]["step"] == 3 and state["validation"]["bpp"] > 0
     assert state["steps"] == 3 and state["finished"]
     assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
     assert len(state["lower_layer_sha256_before"]) == k
