@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import shutil
+import signal
 import tempfile
 import time
 
@@ -173,44 +174,53 @@ def run(k: int, args: argparse.Namespace) -> int:
                   disable=not args.progress, dynamic_ncols=True)
   iterator = iter(dist_dataset)
   running, t_ckpt, t0 = [], time.monotonic(), time.monotonic()
-  for step in range(start, args.steps):
-    values = train_step(next(iterator)).numpy()
-    if not all(math.isfinite(v) for v in values):
-      raise FloatingPointError(
-          f"loss became {values[0]} at step {step}; resume from the last "
-          f"checkpoint in {manager.directory} with a lower --learning-rate")
-    running.append(values)
-    bar.update(1)
-    if (step + 1) % LOG_EVERY == 0 or step + 1 == args.steps:
-      loss, bpp, mse = (sum(c) / len(running) for c in zip(*running))
-      psnr = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
-      lr = float(schedule(step))
-      bar.set_postfix(loss=f"{loss:.4f}", bpp=f"{bpp:.4f}", psnr=f"{psnr:.2f}")
-      now = time.monotonic()
-      if chief:
-        with writer.as_default(step=step + 1):
-          for name, value in (("loss", loss), ("bpp", bpp), ("mse", mse),
-                              ("psnr", psnr), ("learning_rate", lr)):
-            tf.summary.scalar(name, value)
-        with open(csv_path, "a") as f:
-          f.write(f"{step + 1},{loss:.6f},{bpp:.6f},{mse:.4f},{psnr:.4f},"
-                  f"{lr:.2e},{elapsed + now - t0:.1f}\n")
-      state["last"] = {"step": step + 1, "loss": loss, "bpp": bpp, "mse": mse,
-                       "psnr": psnr}
-      running = []
-    if args.validate_every and ((step + 1) % args.validate_every == 0
-                                or step + 1 == args.steps):
-      val = validate(val_batches)
-      state["validation"] = {"step": step + 1, **val}
-      if chief:
-        with writer.as_default(step=step + 1):
-          for name, value in val.items():
-            tf.summary.scalar(f"validation/{name}", value)
-        _append_csv(log_dir / "val.csv", "step,loss,bpp,mse,psnr",
-                    [step + 1] + list(val.values()))
-    if _checkpoint_due(step + 1, t_ckpt, args, strategy):
-      elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
-      t0 = t_ckpt = time.monotonic()
+  # Ctrl-C or SIGTERM (a scheduler's stop) saves before leaving.
+  previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+  try:
+    for step in range(start, args.steps):
+      values = train_step(next(iterator)).numpy()
+      if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(
+            f"loss became {values[0]} at step {step}; resume from the last "
+            f"checkpoint in {manager.directory} with a lower --learning-rate")
+      running.append(values)
+      bar.update(1)
+      if (step + 1) % LOG_EVERY == 0 or step + 1 == args.steps:
+        loss, bpp, mse = (sum(c) / len(running) for c in zip(*running))
+        psnr = 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+        lr = float(schedule(step))
+        bar.set_postfix(loss=f"{loss:.4f}", bpp=f"{bpp:.4f}", psnr=f"{psnr:.2f}")
+        now = time.monotonic()
+        if chief:
+          with writer.as_default(step=step + 1):
+            for name, value in (("loss", loss), ("bpp", bpp), ("mse", mse),
+                                ("psnr", psnr), ("learning_rate", lr)):
+              tf.summary.scalar(name, value)
+          with open(csv_path, "a") as f:
+            f.write(f"{step + 1},{loss:.6f},{bpp:.6f},{mse:.4f},{psnr:.4f},"
+                    f"{lr:.2e},{elapsed + now - t0:.1f}\n")
+        state["last"] = {"step": step + 1, "loss": loss, "bpp": bpp, "mse": mse,
+                         "psnr": psnr}
+        running = []
+      if args.validate_every and ((step + 1) % args.validate_every == 0
+                                  or step + 1 == args.steps):
+        val = validate(val_batches)
+        state["validation"] = {"step": step + 1, **val}
+        if chief:
+          with writer.as_default(step=step + 1):
+            for name, value in val.items():
+              tf.summary.scalar(f"validation/{name}", value)
+          _append_csv(log_dir / "val.csv", "step,loss,bpp,mse,psnr",
+                      [step + 1] + list(val.values()))
+      if _checkpoint_due(step + 1, t_ckpt, args, strategy):
+        elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
+        t0 = t_ckpt = time.monotonic()
+  except KeyboardInterrupt:
+    bar.close()
+    _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
+    raise
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
   bar.close()
   elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
 
@@ -261,6 +271,10 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
     return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
   return train_step
+
+
+def _raise_interrupt(signum, frame):
+  raise KeyboardInterrupt
 
 
 def make_validation(model, k):

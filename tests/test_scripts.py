@@ -156,3 +156,31 @@ def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   stream = codec.encode(a, image, 4)
   assert codec.encode(b, image, 4) == stream
   np.testing.assert_array_equal(codec.decode(b, stream), codec.decode(a, stream))
+
+
+def test_sigterm_saves_a_checkpoint(tmp_path):
+  import os
+  import pathlib
+  import signal
+  import subprocess
+  import sys
+  import time
+  root = pathlib.Path(__file__).resolve().parents[1]
+  corpus = write_corpus(tmp_path / "c", [(64, 64)])
+  ckpt = tmp_path / "ck"
+  proc = subprocess.Popen(
+      [sys.executable, str(root / "train_base.py"), "--preset", "tiny",
+       "--corpus", str(corpus), "--checkpoint-dir", str(ckpt), "--steps",
+       "100000", "--checkpoint-every", "100000"],
+      stderr=subprocess.PIPE, text=True, cwd=root,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  deadline = time.monotonic() + 300
+  while not (ckpt / "base" / "log.csv").exists() or len(
+      (ckpt / "base" / "log.csv").read_text().splitlines()) < 2:
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 2 and err.rstrip().endswith("error: interrupted")
+  assert checkpoints.read_state(ckpt, 0)["steps"] >= 100
+  assert checkpoints.has_weights(ckpt, 0)
