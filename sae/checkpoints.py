@@ -5,7 +5,7 @@ A weights folder (a training checkpoint directory or the shipped
 
     config.json            layer specs (sae.config.ModelConfig)
     base/weights.*         weights-only checkpoint of layer 0
-    base/state.json        training record: steps, schedule, time, weights_id
+    base/state.json        training record: steps, schedule, time, weights_sha256
     base/train/ckpt-N.*    resumable training state (layer + optimizer)
     el1/...
 
@@ -134,7 +134,7 @@ def load_model(root=None, num_layers=None, prepare=True):
   Args:
     root: weights folder or training checkpoint directory (default: shipped).
     num_layers: layers to load (default: all with weights).
-    prepare: build the range coding tables (skip to check ids first).
+    prepare: build the range coding tables (the weights ids cover them).
 
   Returns:
     A ScalableAutoEncoder with tables built and restored weights.
@@ -197,8 +197,9 @@ def ship_weights(src, dst, num_layers=None) -> dict:
                            "lower_layer_sha256_before",
                            "lower_layer_sha256_after")}))
   ids = model.weights_ids()
-  for entry, wid in zip(layers, ids):
-    entry["weights_id"] = wid.hex()
+  for entry, wid, codec in zip(layers, ids, model.codecs):
+    entry["weights_sha256"] = codec.digest()  # what the layer above froze
+    entry["weights_id"] = wid.hex()           # what streams carry
   manifest = {"metric": config.metric, "preset": config.preset,
               "weights_id": ids[-1].hex(), "layers": layers}
   (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

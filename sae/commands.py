@@ -257,10 +257,9 @@ def load_model(root, num_layers=None, expect_ids=()):
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
     _check_ids(cached[1], expect_ids)
     return cached[1]
-  model = checkpoints.load_model(root, needed, prepare=False)
+  # The ids cover the coding tables, so they are checked after building them.
+  model = checkpoints.load_model(root, needed)
   _check_ids(model, expect_ids)
-  model.prepare_for_coding(
-      [checkpoints.read_tables(root, k) for k in range(model.num_layers)])
   _MODELS[key] = (stamp, model)
   return model
 

@@ -141,3 +141,13 @@ class LayerCodec(tf.keras.Model):
     for v in self.weight_variables:
       h.update(np.ascontiguousarray(v.numpy()).tobytes())
     return h.hexdigest()
+
+  def tables_digest(self) -> str:
+    """SHA-256 of the range coding tables ('' before prepare_for_coding)."""
+    if self.coder is None:
+      return ""
+    h = hashlib.sha256()
+    tables = self.coding_tables()
+    for key in TABLE_KEYS:
+      h.update(np.ascontiguousarray(tables[key]).tobytes())
+    return h.hexdigest()

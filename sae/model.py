@@ -103,12 +103,16 @@ class ScalableAutoEncoder(tf.keras.Model):
 
     Stored in every stream chunk so a decoder refuses chunks coded by other
     weights, while a retrained upper layer leaves lower chunks decodable.
+    Once the model is prepared for coding, the ids also cover the range
+    coding tables: tables rebuilt on a machine whose floating point differs
+    by one bit would otherwise decode garbage without a word.
     """
     if self._coding_ids is not None:
       return [bytes.fromhex(i) for i in self._coding_ids.split(",")]
     ids, prev = [], b""
     for codec in self.codecs:
-      prev = hashlib.sha256(prev + bytes.fromhex(codec.digest())).digest()[:4]
+      digest = bytes.fromhex(codec.digest() + codec.tables_digest())
+      prev = hashlib.sha256(prev + digest).digest()[:4]
       ids.append(prev)
     return ids
 

@@ -233,7 +233,7 @@ def run(k: int, args: argparse.Namespace) -> int:
       spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
       num_replicas=strategy.num_replicas_in_sync,
       lower_layer_sha256_after=lower_after,
-      weights_id=model.weights_ids()[k].hex())
+      weights_sha256=model.codecs[k].digest())
   if chief:
     checkpoints.write_state(root, k, state)
   else:

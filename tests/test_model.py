@@ -83,12 +83,28 @@ def test_weights_ids_are_chained():
   for src, dst in zip(a.codecs, c.codecs):
     for v, w in zip(src.weight_variables, dst.weight_variables):
       w.assign(v)
+  c.prepare_for_coding()
   assert c.weights_ids() == a.weights_ids()
   # Changing the top layer changes only the top id; a lower one changes all above.
   var = c.codecs[3].weight_variables[0]
   var.assign(var + 1)
+  c.prepare_for_coding()
   assert c.weights_ids()[:3] == a.weights_ids()[:3]
   assert c.weights_ids()[3] != a.weights_ids()[3]
+
+
+def test_weights_ids_cover_coding_tables():
+  model = tiny_model(seed=0)
+  model.prepare_for_coding()
+  tables = [c.coding_tables() for c in model.codecs]
+  ids = model.weights_ids()
+  # The same weights with one cdf entry off by one: a different id from there up.
+  tables[2] = dict(tables[2])
+  tables[2]["cdf"] = tables[2]["cdf"].copy()
+  tables[2]["cdf"][-1] += 1
+  model.prepare_for_coding(tables)
+  assert model.weights_ids()[:2] == ids[:2]
+  assert all(a != b for a, b in zip(model.weights_ids()[2:], ids[2:]))
 
 
 def test_decode_refuses_other_weights():
