@@ -25,7 +25,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-  print(f"error: {message}", file=sys.stderr)
+  # The contract is one line; some library messages span several.
+  print(f"error: {' '.join(message.split())}", file=sys.stderr)
   return 2
 
 
@@ -123,6 +124,8 @@ def guarded(fn, *args) -> int:
     return _fail(str(e))
   except OSError as e:  # missing files, permissions, full or read-only disk
     return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+  except MemoryError:
+    return _fail("out of memory")
   except FloatingPointError as e:  # the NaN guard of training
     print(f"error: {e}", file=sys.stderr)
     return 1

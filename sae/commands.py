@@ -78,18 +78,7 @@ def main(argv=None) -> int:
 def _run(args) -> int:
   commands = {"compress": compress, "decompress": decompress,
               "truncate": truncate, "info": info, "export": export}
-  try:
-    return commands[args.command](args)
-  except InputError as e:
-    # The contract is one line; some library messages span several.
-    raise InputError(" ".join(str(e).split())) from None
-  except (FileNotFoundError, IsADirectoryError, PermissionError):
-    raise  # guarded reports these as they are
-  except OSError as e:
-    where = f": {e.filename}" if e.filename else ""
-    raise InputError(f"{e.strerror or e}{where}") from None
-  except MemoryError:
-    raise InputError("out of memory") from None
+  return commands[args.command](args)  # cli.guarded reports the errors
 
 
 # Commands.
