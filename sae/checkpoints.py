@@ -22,7 +22,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from sae.config import ModelConfig, layer_name
+from sae.config import DEFAULT_NUM_LAYERS, ModelConfig, layer_name
 from sae.errors import InputError
 from sae.fileio import atomic_write
 from sae.layer import TABLE_KEYS, LayerCodec
@@ -194,13 +194,21 @@ def ship_weights(src, dst, num_layers=None) -> dict:
                        **{key: state.get(key) for key in (
                            "steps", "finished", "batch_size", "patch_size",
                            "schedule", "corpus", "train_seconds", "last",
-                           "lower_layer_sha256_before",
+                           "validation", "lower_layer_sha256_before",
                            "lower_layer_sha256_after")}))
   ids = model.weights_ids()
   for entry, wid, codec in zip(layers, ids, model.codecs):
     entry["weights_sha256"] = codec.digest()  # what the layer above froze
     entry["weights_id"] = wid.hex()           # what streams carry
+  unfinished = [e["name"] for e in layers if not e["finished"]]
+  missing = [layer_name(k) for k in range(num_layers, DEFAULT_NUM_LAYERS)]
+  status = "complete" if not unfinished and not missing else "interim: " + "; ".join(
+      part for part in (
+          unfinished and f"{', '.join(unfinished)} still training",
+          missing and f"{', '.join(missing)} not shipped yet") if part)
   manifest = {"metric": config.metric, "preset": config.preset,
-              "weights_id": ids[-1].hex(), "layers": layers}
+              "weights_id": ids[-1].hex(), "status": status,
+              "train_seconds": sum(e["train_seconds"] or 0 for e in layers),
+              "layers": layers}
   (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
   return manifest

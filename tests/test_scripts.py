@@ -152,6 +152,15 @@ def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   assert all(checkpoints.tables_path(shipped, k).is_file() for k in range(4))
   a, b = checkpoints.load_model(ckpt), checkpoints.load_model(shipped)
   assert manifest["weights_id"] == a.weights_ids()[-1].hex() == b.weights_ids()[-1].hex()
+  # The manifest lets a reader check the freeze: what each layer froze is the
+  # layer below as shipped.
+  layers = manifest["layers"]
+  for k in range(1, 4):
+    assert layers[k]["lower_layer_sha256_after"] == [
+        e["weights_sha256"] for e in layers[:k]]
+  assert manifest["status"] == "complete"
+  partial = checkpoints.ship_weights(ckpt, tmp_path / "w2", 2)
+  assert partial["status"] == "interim: el2, el3 not shipped yet"
   image = random_image(40, 24)
   stream = codec.encode(a, image, 4)
   assert codec.encode(b, image, 4) == stream
