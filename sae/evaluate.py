@@ -92,6 +92,7 @@ def run(num_layers: int, args) -> int:
       f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
       f"{pathlib.Path(weights).as_posix()}; {len(paths)} images from "
       f"{args.kodak}; bpp = 8*file bytes/(H*W)", layers, per_image)
+  summary["metric"] = config.metric
   summary["weights_ids"] = [i.hex() for i in model.weights_ids()]
   print(format_table(summary))
   if args.out:

@@ -1,0 +1,109 @@
+"""SAE's layers beside the paper's curve at the same true rate.
+
+The targets of the trained models: at every cumulative layer, at least the
+quality of the paper's model at the same true bpp, the paper's curve being
+interpolated linearly in log rate between its measured points (and
+extrapolated from its end segment, flagged, outside them).
+
+    python -m sae.report [--sae results/kodak/sae-mse.json ...] [--out FILE]
+
+prints one Markdown table per results file (the README's), and with --out
+writes the same numbers as JSON.
+"""
+
+import argparse
+import bisect
+import json
+import math
+import pathlib
+import sys
+
+from sae import cli, curves
+from sae.fileio import atomic_write
+
+
+def at_rate(rates, values, bpp):
+  """(value, extrapolated) of a curve at ``bpp``, linear in log rate.
+
+  Args:
+    rates: increasing rates of the curve's points (at least two).
+    values: the quality at each point.
+    bpp: where to read the curve.
+  """
+  if len(rates) < 2 or list(rates) != sorted(rates):
+    raise ValueError("need at least two points in increasing rate")
+  logs = [math.log(r) for r in rates]
+  x = math.log(bpp)
+  i = min(max(bisect.bisect_right(logs, x) - 1, 0), len(logs) - 2)
+  t = (x - logs[i]) / (logs[i + 1] - logs[i])
+  return values[i] + t * (values[i + 1] - values[i]), not logs[0] <= x <= logs[-1]
+
+
+def compare(result: curves.Curve, paper: curves.Curve) -> list:
+  """One dict per point of ``result``: its numbers and the paper's there."""
+  rows = []
+  for k, bpp in enumerate(result.bpp):
+    psnr, extrapolated = at_rate(paper.bpp, paper.psnr, bpp)
+    ms_ssim, _ = at_rate(paper.bpp, paper.ms_ssim, bpp)
+    rows.append(dict(
+        layer=result.labels[k] if result.labels else str(k),
+        bpp=bpp, psnr=result.psnr[k], ms_ssim=result.ms_ssim[k],
+        paper_psnr=psnr, paper_ms_ssim=ms_ssim,
+        psnr_gap=result.psnr[k] - psnr,
+        ms_ssim_gap=result.ms_ssim[k] - ms_ssim,
+        extrapolated=extrapolated))
+  return rows
+
+
+def markdown(rows, paper_name: str) -> str:
+  """The README table of ``compare``'s rows."""
+  lines = [
+      f"| layers | true bpp | PSNR-RGB dB | MS-SSIM-RGB | {paper_name} at that "
+      "bpp: PSNR / MS-SSIM | difference |",
+      "|---|---|---|---|---|---|"]
+  for r in rows:
+    flag = " (extrapolated)" if r["extrapolated"] else ""
+    lines.append(
+        f"| {r['layer']} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
+        f"{r['ms_ssim']:.4f} | {r['paper_psnr']:.2f} / "
+        f"{r['paper_ms_ssim']:.4f}{flag} | {r['psnr_gap']:+.2f} dB / "
+        f"{r['ms_ssim_gap']:+.4f} |")
+  return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m sae.report", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--sae", nargs="+", default=None,
+                 help="results JSONs (default: results/kodak/sae-*.json)")
+  p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS))
+  p.add_argument("--out", default=None, help="also write the numbers as JSON")
+  return p
+
+
+def run(args) -> int:
+  paths = args.sae or sorted(pathlib.Path("results/kodak").glob("sae-*.json"))
+  report = {}
+  for path in paths:
+    result = curves.load_results(path)
+    summary = curves.read_json(path)
+    # The MS-SSIM model is held to the paper's MS-SSIM model, the MSE one to
+    # the MSE model.
+    model = "ms-ssim" if summary.get("metric") == "ms-ssim" else "mse"
+    paper = curves.paper_sae(args.paper_anchors, model)
+    rows = compare(result, paper)
+    name = f"paper {model} model ({curves.PAPER_CITATION}, true rate)"
+    print(f"{path}\n\n{markdown(rows, name)}\n")
+    report[str(path)] = dict(paper_model=model, rows=rows)
+  if args.out:
+    atomic_write(args.out, (json.dumps(report, indent=2) + "\n").encode())
+  return 0
+
+
+def main(argv=None) -> int:
+  return cli.guarded(run, parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,55 @@
+import json
+import math
+
+import pytest
+
+from sae import curves, report
+
+
+def test_at_rate_is_linear_in_log_rate():
+  rates, values = (0.1, 0.4, 1.6), (25.0, 27.0, 31.0)
+  assert report.at_rate(rates, values, 0.4) == (27.0, False)
+  value, outside = report.at_rate(rates, values, 0.2)  # halfway in log rate
+  assert value == pytest.approx(26.0) and not outside
+  # Beyond the ends: the end segment, extended and flagged.
+  value, outside = report.at_rate(rates, values, 0.05)
+  assert value == pytest.approx(24.0) and outside
+  value, outside = report.at_rate(rates, values, 3.2)
+  assert value == pytest.approx(33.0) and outside
+  with pytest.raises(ValueError):
+    report.at_rate((0.4, 0.1), values[:2], 0.2)
+
+
+def test_compare_gives_the_gap_to_the_paper():
+  paper = curves.Curve("paper", (0.1, 0.4), (25.0, 27.0), (0.88, 0.94))
+  ours = curves.Curve("ours", (0.2,), (26.5,), (0.90,), ("base",))
+  (row,) = report.compare(ours, paper)
+  assert row["layer"] == "base" and not row["extrapolated"]
+  assert row["psnr_gap"] == pytest.approx(0.5)
+  assert row["ms_ssim_gap"] == pytest.approx(-0.01)
+  assert "| base | 0.2000 | 26.50 | 0.9000 | 26.00 / 0.9100 |" in (
+      report.markdown([row], "paper"))
+
+
+def test_report_holds_each_model_to_its_paper_model(tmp_path, capsys):
+  anchors = tmp_path / "anchors.json"
+  layer = lambda name, bpp, psnr, ms: dict(
+      layer=name, bpp_published_x3=bpp, bpp_published=bpp / 3, psnr_rgb=psnr,
+      ms_ssim_rgb=ms)
+  anchors.write_text(json.dumps({"layers": {
+      "mse": [layer("base", 0.1, 25.0, 0.88), layer("+el1", 0.4, 27.0, 0.92)],
+      "ms-ssim": [layer("base", 0.1, 23.0, 0.90), layer("+el1", 0.4, 25.0, 0.96)],
+  }}))
+  results = tmp_path / "sae-ms-ssim.json"
+  results.write_text(json.dumps({
+      "name": "sae-ms-ssim", "metric": "ms-ssim", "layers": ["base"],
+      "results": {"bpp": [0.2], "psnr-rgb": [24.0], "ms-ssim-rgb": [0.95]}}))
+  out = tmp_path / "report.json"
+  assert report.main(["--sae", str(results), "--paper-anchors", str(anchors),
+                      "--out", str(out)]) == 0
+  (entry,) = json.loads(out.read_text()).values()
+  assert entry["paper_model"] == "ms-ssim"
+  assert entry["rows"][0]["ms_ssim_gap"] == pytest.approx(0.02)
+  assert "paper ms-ssim model" in capsys.readouterr().out
+  assert report.main(["--sae", str(tmp_path / "missing.json"),
+                      "--paper-anchors", str(anchors)]) == 2
