@@ -166,7 +166,7 @@ def ship_weights(src, dst, num_layers=None) -> dict:
   """Copies the weights of layers 0..n-1 from a checkpoint directory.
 
   Writes ``dst/config.json``, ``dst/<layer>/weights.*``, ``state.json`` and
-  ``log.csv`` (no optimizer state), and ``dst/manifest.json``; returns the
+  ``log.csv``, ``val.csv`` (no optimizer state), and ``dst/manifest.json``; returns the
   manifest.
   """
   import shutil
@@ -188,8 +188,9 @@ def ship_weights(src, dst, num_layers=None) -> dict:
     save_tables(codec, dst, k)
     state = read_state(src, k)
     write_state(dst, k, state)
-    if (layer_dir(src, k) / "log.csv").is_file():
-      shutil.copy(layer_dir(src, k) / "log.csv", layer_dir(dst, k) / "log.csv")
+    for log in ("log.csv", "val.csv"):  # training and validation curves
+      if (layer_dir(src, k) / log).is_file():
+        shutil.copy(layer_dir(src, k) / log, layer_dir(dst, k) / log)
     layers.append(dict(name=layer_name(k), spec=config.layers[k].to_dict(),
                        **{key: state.get(key) for key in (
                            "steps", "finished", "batch_size", "patch_size",

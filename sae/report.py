@@ -5,20 +5,27 @@ quality of the paper's model at the same true bpp, the paper's curve being
 interpolated linearly in log rate between its measured points (and
 extrapolated from its end segment, flagged, outside them).
 
-    python -m sae.report [--sae results/kodak/sae-mse.json ...] [--out FILE]
+    python -m sae.report [--sae results/kodak/sae-mse.json ...]
+        [--training weights/mse ...] [--out FILE]
 
-prints one Markdown table per results file (the README's), and with --out
-writes the same numbers as JSON.
+prints one Markdown table per results file (the README's), the trend of
+each layer's validation loss with --training, and with --out writes the
+same numbers as JSON.
 """
 
 import argparse
 import bisect
+import csv
 import json
 import math
 import pathlib
 import sys
 
+import numpy as np
+
 from sae import cli, curves
+from sae.config import LAYER_NAMES, layer_name
+from sae.errors import InputError
 from sae.fileio import atomic_write
 
 
@@ -71,21 +78,47 @@ def markdown(rows, paper_name: str) -> str:
   return "\n".join(lines)
 
 
+def validation_trend(val_csv, window=10_000) -> dict:
+  """Last validation numbers and the loss slope over the last ``window`` steps.
+
+  The slope is a least-squares line through the validation losses of the
+  last ``window`` steps, given as a relative change per 10,000 steps: how
+  much the layer was still improving when training stopped.
+  """
+  rows = list(csv.DictReader(pathlib.Path(val_csv).open()))
+  if not rows:
+    raise InputError(f"{str(val_csv)!r} holds no validation rows")
+  steps = np.array([float(r["step"]) for r in rows])
+  loss = np.array([float(r["loss"]) for r in rows])
+  recent = steps >= steps[-1] - window
+  slope = (np.polyfit(steps[recent], loss[recent], 1)[0]
+           if recent.sum() >= 2 else float("nan"))
+  last = {key: float(value) for key, value in rows[-1].items()}
+  return dict(last=last, points=int(recent.sum()),
+              loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m sae.report", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sae", nargs="+", default=None,
-                 help="results JSONs (default: results/kodak/sae-*.json)")
+                 help="results JSONs (default without --training: "
+                 "results/kodak/sae-*.json)")
   p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS))
+  p.add_argument("--training", nargs="*", default=(),
+                 help="weights or checkpoint folders: the validation loss "
+                 "trend of each layer (<layer>/val.csv)")
   p.add_argument("--out", default=None, help="also write the numbers as JSON")
   return p
 
 
 def run(args) -> int:
-  paths = args.sae or sorted(pathlib.Path("results/kodak").glob("sae-*.json"))
+  paths = args.sae
+  if paths is None and not args.training:
+    paths = sorted(pathlib.Path("results/kodak").glob("sae-*.json"))
   report = {}
-  for path in paths:
+  for path in paths or ():
     result = curves.load_results(path)
     summary = curves.read_json(path)
     # The MS-SSIM model is held to the paper's MS-SSIM model, the MSE one to
@@ -96,6 +129,18 @@ def run(args) -> int:
     name = f"paper {model} model ({curves.PAPER_CITATION}, true rate)"
     print(f"{path}\n\n{markdown(rows, name)}\n")
     report[str(path)] = dict(paper_model=model, rows=rows)
+  for folder in args.training:
+    trends = {}
+    for k in range(len(LAYER_NAMES)):
+      val_csv = pathlib.Path(folder) / layer_name(k) / "val.csv"
+      if val_csv.is_file():
+        trends[layer_name(k)] = t = validation_trend(val_csv)
+        print(f"{folder} {layer_name(k)}: step {t['last']['step']:.0f}, "
+              f"validation loss {t['last']['loss']:.4f}, bpp "
+              f"{t['last']['bpp']:.4f}, PSNR {t['last']['psnr']:.2f} dB; "
+              f"loss {100 * t['loss_change_per_10k_steps']:+.2f} % per 10k "
+              f"steps over the last 10k ({t['points']} points)")
+    report[str(folder)] = dict(validation=trends)
   if args.out:
     atomic_write(args.out, (json.dumps(report, indent=2) + "\n").encode())
   return 0

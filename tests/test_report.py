@@ -53,3 +53,19 @@ def test_report_holds_each_model_to_its_paper_model(tmp_path, capsys):
   assert "paper ms-ssim model" in capsys.readouterr().out
   assert report.main(["--sae", str(tmp_path / "missing.json"),
                       "--paper-anchors", str(anchors)]) == 2
+
+
+def test_validation_trend_fits_the_last_10k_steps(tmp_path, capsys):
+  layer = tmp_path / "w" / "base"
+  layer.mkdir(parents=True)
+  # Flat until step 10k, then -1 % of the last loss per 10k steps.
+  rows = ["step,loss,bpp,mse,psnr"]
+  for step in range(1000, 25_001, 1000):
+    loss = 1.0 if step <= 10_000 else 1.0 - 1e-6 * (step - 10_000)
+    rows.append(f"{step},{loss},0.1,200,25")
+  (layer / "val.csv").write_text("\n".join(rows) + "\n")
+  trend = report.validation_trend(layer / "val.csv")
+  assert trend["points"] == 11 and trend["last"]["step"] == 25_000
+  assert trend["loss_change_per_10k_steps"] == pytest.approx(-0.01 / 0.985)
+  assert report.main(["--training", str(tmp_path / "w")]) == 0
+  assert "-1.02 % per 10k steps" in capsys.readouterr().out
