@@ -94,6 +94,11 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
            color="black", marker="s", linewidth=1.5,
            linestyle="-" if true_rate else ":",
            markerfacecolor="black" if true_rate else "white")
+    # The target of the MS-SSIM model (issue "MS-SSIM-optimized weights").
+    curve = curves.paper_sae(paper_anchors, model="ms-ssim")
+    draw(curve, "SAE MS-SSIM model, true rate (published x3)\n"
+         f"[{curves.PAPER_CITATION}]", color="dimgray", marker="D",
+         linewidth=1.2, linestyle="-.", markersize=5)
   for i, path in enumerate(sae):
     curve = curves.load_results(path)
     draw(curve, f"SAE (this port): {curve.name}", color=f"C{3 + i}",
@@ -221,14 +226,14 @@ def visual_figure(out, image_dir, recon_dir, sae_results,
 
 
 def training_figure(weights_dir, out) -> None:
-  """Loss, bpp and PSNR against steps for each layer's ``log.csv``.
+  """Loss, bpp, PSNR (and validation MS-SSIM) against steps, per layer.
 
   Each layer's curve is its own loss and rate, and the PSNR of the total
   reconstruction up to that layer, on the training crops.
   """
   from sae.config import LAYER_NAMES
-  fig = Figure(figsize=(13, 3.8))
-  axes = fig.subplots(1, 3)
+  fig = Figure(figsize=(17, 3.8))
+  axes = fig.subplots(1, 4)
   found = False
   for name in LAYER_NAMES:
     path = pathlib.Path(weights_dir) / name / "log.csv"
@@ -247,11 +252,15 @@ def training_figure(weights_dir, out) -> None:
       for ax, key, line in zip(axes, ("loss", "bpp", "psnr"), lines):
         ax.plot(val["step"], val[key], "--", color=line.get_color(), lw=1.5,
                 label=f"{name} validation (quantized)")
+      if "ms_ssim" in (val.dtype.names or ()):  # recorded since session 2
+        axes[3].plot(val["step"], val["ms_ssim"], "--", color=lines[0].get_color(),
+                     lw=1.5, label=name)
   if not found:
     raise InputError(f"no training logs (<layer>/log.csv) in {weights_dir}")
   for ax, label in zip(axes, ("training loss (own rate + lambda D)",
                               "bpp of the layer (estimate)",
-                              "PSNR-RGB of the total (dB)")):
+                              "PSNR-RGB of the total (dB)",
+                              "validation MS-SSIM-RGB of the total")):
     ax.set_xlabel("step")
     ax.set_title(label, fontsize=10)
     ax.grid(alpha=0.3)
@@ -292,8 +301,8 @@ def parser() -> argparse.ArgumentParser:
                  help="SAE decoded PNGs <stem>_<k>.png (test_elK.py "
                  "--recon-dir); without it no visual comparison")
   p.add_argument("--visual-sae", default=None,
-                 help="SAE results JSON of the --recon-dir run (default: the "
-                 "first SAE results)")
+                 help="SAE results JSON of the --recon-dir run (default: "
+                 "<results-dir>/sae-mse.json, else the first SAE results)")
   p.add_argument("--visual-images", default="kodim04,kodim23",
                  help="comma list of image stems to show")
   p.add_argument("--crop", type=_crop_arg, default=None,
@@ -328,7 +337,11 @@ def run(args) -> int:
   if args.recon_dir is None:
     print("notice: no --recon-dir; no visual comparison", file=sys.stderr)
     return 0
-  visual_sae = args.visual_sae or (sae[0] if sae else None)
+  # The MSE model's results by default: test_el3.py --recon-dir wrote them.
+  preferred = pathlib.Path(args.results_dir) / "sae-mse.json"
+  visual_sae = args.visual_sae or (
+      str(preferred) if str(preferred) in map(str, sae) else
+      (sae[0] if sae else None))
   if visual_sae is None:
     raise InputError("the visual comparison needs SAE results (--visual-sae)")
   out = figs / f"{args.prefix}_visual.png"

@@ -14,9 +14,10 @@ from absl import logging
 import tensorflow as tf
 import tqdm
 
-from sae import checkpoints, data, distribute
+from sae import checkpoints, data, distribute, metrics
 from sae.config import ModelConfig, get_preset, layer_name, same_architecture
 from sae.errors import InputError
+from sae.fileio import atomic_write
 from sae.model import ScalableAutoEncoder
 from sae.transforms import TOTAL_STRIDE
 
@@ -102,6 +103,8 @@ def _has_training_state(root, k) -> bool:
 
 def run(k: int, args: argparse.Namespace) -> int:
   """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0."""
+  # Wall time counts start-up too (restoring and coding the lower layers).
+  t_start = time.monotonic()
   config = _resolve_config(args, k)
   preset = get_preset(args.preset, args.metric)
   patch = args.patch_size or preset.patch_size
@@ -173,7 +176,7 @@ def run(k: int, args: argparse.Namespace) -> int:
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
                   disable=not args.progress, dynamic_ncols=True)
   iterator = iter(dist_dataset)
-  running, t_ckpt, t0 = [], time.monotonic(), time.monotonic()
+  running, t_ckpt, t0 = [], time.monotonic(), t_start
   # Ctrl-C or SIGTERM (a scheduler's stop) saves before leaving.
   previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
   try:
@@ -210,8 +213,8 @@ def run(k: int, args: argparse.Namespace) -> int:
           with writer.as_default(step=step + 1):
             for name, value in val.items():
               tf.summary.scalar(f"validation/{name}", value)
-          _append_csv(log_dir / "val.csv", "step,loss,bpp,mse,psnr",
-                      [step + 1] + list(val.values()))
+          _append_csv(log_dir / "val.csv", ["step", *val],
+                      [step + 1, *val.values()])
       if _checkpoint_due(step + 1, t_ckpt, args, strategy):
         elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
         t0 = t_ckpt = time.monotonic()
@@ -278,7 +281,7 @@ def _raise_interrupt(signum, frame):
 
 
 def make_validation(model, k):
-  """Loss, bpp, MSE and PSNR with hard quantization on fixed crops.
+  """Loss, bpp, MSE, PSNR and MS-SSIM with hard quantization on fixed crops.
 
   As in tfc's bls2017 with custom data, the crops come from the training
   images (never from the test set); they measure the quantized model, not
@@ -288,26 +291,41 @@ def make_validation(model, k):
   @tf.function
   def batch_sums(x):
     out = model.forward(x, k, training=False)
+    # MS-SSIM as the evaluation measures it: on the 8-bit decoded crop.
+    decoded = tf.round(tf.clip_by_value(out.total, 0, 255))
     return tf.stack([tf.reduce_sum(out.loss), tf.reduce_sum(out.bpp),
-                     tf.reduce_sum(out.mse)])
+                     tf.reduce_sum(out.mse),
+                     tf.reduce_sum(metrics.ms_ssim_float(x, decoded))])
 
   def validate(batches):
     sums, count = 0.0, 0
     for x in batches:
       sums += batch_sums(x).numpy()
       count += int(x.shape[0])
-    loss, bpp, mse = (float(v) / count for v in sums)
+    loss, bpp, mse, ms_ssim = (float(v) / count for v in sums)
     return {"loss": loss, "bpp": bpp, "mse": mse,
-            "psnr": 10 * math.log10(255 ** 2 / max(mse, 1e-10))}
+            "psnr": 10 * math.log10(255 ** 2 / max(mse, 1e-10)),
+            "ms_ssim": ms_ssim}
 
   return validate
 
 
-def _append_csv(path, header, values):
-  new = not path.exists()
+def _append_csv(path, columns, values):
+  """Appends a row; a file written by an older version with fewer columns
+  gets the new header, its old rows left with empty fields."""
+  header = ",".join(columns)
+  if path.exists():
+    lines = path.read_text().splitlines()
+    if lines and lines[0] != header:
+      old = lines[0].split(",")
+      if old != list(columns[:len(old)]):
+        raise InputError(f"{path} has columns {lines[0]!r}, expected {header!r}")
+      padding = "," * (len(columns) - len(old))
+      atomic_write(path, "\n".join(
+          [header] + [line + padding for line in lines[1:]]).encode() + b"\n")
+  else:
+    path.write_text(header + "\n")
   with open(path, "a") as f:
-    if new:
-      f.write(header + "\n")
     f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
                      for v in values) + "\n")
 
@@ -324,7 +342,17 @@ def _checkpoint_due(steps_done, last_time, args, strategy) -> bool:
 
 
 def _checkpoint(manager, optimizer, model, root, k, state, elapsed, t0):
-  """Saves training state and the layer's weights; returns updated seconds."""
+  """Saves training state and the layer's weights; returns updated seconds.
+
+  Refuses to save weights that are no longer finite (a finite loss can
+  follow a NaN gradient by a step), so the last checkpoint stays usable.
+  """
+  if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
+             for v in model.codecs[k].weight_variables):
+    raise FloatingPointError(
+        f"{layer_name(k)}'s weights are no longer finite at step "
+        f"{int(optimizer.iterations)}; not saved. Resume from the last "
+        f"checkpoint in {manager.directory} with a lower --learning-rate")
   elapsed += time.monotonic() - t0
   manager.save(checkpoint_number=int(optimizer.iterations))
   checkpoints.save_weights(model.codecs[k], root, k)

@@ -32,10 +32,11 @@ def test_four_layers_trained_and_lower_layers_frozen(trained):
   _, _, ckpt = trained
   assert checkpoints.available_layers(ckpt) == 4
   val = (ckpt / "el3" / "val.csv").read_text().splitlines()
-  assert val[0] == "step,loss,bpp,mse,psnr" and val[-1].startswith("3,")
+  assert val[0] == "step,loss,bpp,mse,psnr,ms_ssim" and val[-1].startswith("3,")
   for k in range(1, 4):
     state = checkpoints.read_state(ckpt, k)
     assert state["validation"]["step"] == 3 and state["validation"]["bpp"] > 0
+    assert 0 < state["validation"]["ms_ssim"] <= 1
     assert state["steps"] == 3 and state["finished"]
     assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
     assert len(state["lower_layer_sha256_before"]) == k
@@ -193,3 +194,39 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
   assert proc.returncode == 2 and err.rstrip().endswith("error: interrupted")
   assert checkpoints.read_state(ckpt, 0)["steps"] >= 100
   assert checkpoints.has_weights(ckpt, 0)
+
+
+def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
+  import test_el1
+  from sae import config
+  from tests.cli_helpers import cli, write_png
+  from tests.tiny import random_image
+  corpus = write_corpus(tmp_path / "corpus", [(64, 64), (80, 96)])
+  ckpt = tmp_path / "ckpt"
+  for trainer in TRAINERS[:2]:
+    assert trainer.main(["--preset", "tiny", "--metric", "ms-ssim", "--corpus",
+                         str(corpus), "--checkpoint-dir", str(ckpt), "--steps",
+                         "2", "--no-progress", "--seed", "1"]) == 0
+  recorded = checkpoints.read_config(ckpt)
+  assert recorded.metric == "ms-ssim"
+  assert [s.lmbda for s in recorded.layers] == [
+      s.lmbda for s in config.get_preset("tiny", "ms-ssim").layers[:2]]
+  assert checkpoints.read_state(ckpt, 1)["metric"] == "ms-ssim"
+  shipped = tmp_path / "weights" / "ms-ssim"
+  manifest = checkpoints.ship_weights(ckpt, shipped)
+  assert manifest["metric"] == "ms-ssim"
+  # Training an MSE layer on top of MS-SSIM layers is refused.
+  assert train_el2.main(["--preset", "tiny", "--corpus", str(corpus),
+                         "--checkpoint-dir", str(ckpt), "--steps", "2",
+                         "--no-progress"]) == 2
+  for weights in (ckpt, shipped):
+    out = tmp_path / "r.json"
+    assert test_el1.main(["--kodak", str(corpus), "--weights", str(weights),
+                          "--out", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["metric"] == "ms-ssim" and len(result["results"]["bpp"]) == 2
+    image = write_png(tmp_path / "in.png", random_image(40, 56))
+    assert cli("compress", image, tmp_path / "s.sae", "--weights", weights)[0] == 0
+    assert cli("decompress", tmp_path / "s.sae", tmp_path / "o.png",
+               "--weights", weights, "--layers", 1)[0] == 0
+  assert cli("export", tmp_path / "saved", "--weights", shipped)[0] == 0

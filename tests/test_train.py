@@ -25,3 +25,35 @@ def test_one_worker_checkpoints_by_time(monkeypatch):
   assert train._checkpoint_due(7, 0.0, args, strategy)
   args.checkpoint_steps = 5
   assert not train._checkpoint_due(7, 0.0, args, strategy)
+
+
+def test_csv_gains_new_columns_without_losing_rows(tmp_path):
+  path = tmp_path / "val.csv"
+  path.write_text("step,loss\n1000,0.5\n")  # written by an older version
+  train._append_csv(path, ["step", "loss", "ms_ssim"], [2000, 0.4, 0.9])
+  assert path.read_text() == "step,loss,ms_ssim\n1000,0.5,\n2000,0.4,0.9\n"
+  import pytest
+  from sae.errors import InputError
+  with pytest.raises(InputError, match="columns"):
+    train._append_csv(path, ["step", "bpp"], [3000, 0.1])
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+  import pytest
+  import tensorflow as tf
+  from sae import checkpoints
+  from tests.tiny import tiny_model
+  model = tiny_model(num_layers=1)
+  optimizer = tf.keras.optimizers.Adam()
+  ckpt = checkpoints.layer_checkpoint(model.codecs[0], optimizer=optimizer)
+  manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "train"), 2)
+  state = {}
+  train._checkpoint(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+  assert checkpoints.has_weights(tmp_path, 0)
+  before = checkpoints.read_state(tmp_path, 0)
+  var = model.codecs[0].weight_variables[0]
+  var.assign(var * float("nan"))
+  with pytest.raises(FloatingPointError, match="not saved"):
+    train._checkpoint(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+  assert checkpoints.read_state(tmp_path, 0) == before
+  assert len(manager.checkpoints) == 1
