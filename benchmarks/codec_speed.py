@@ -30,12 +30,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def snapshot(weights, folder) -> pathlib.Path:
-  """Copies config.json and the layers' weights files (not training state)."""
+  """Copies config.json, the layers' weights and coding tables (not training
+  state), so a shipped folder is measured with its own tables."""
   src, dst = pathlib.Path(weights), pathlib.Path(folder) / "weights"
   dst.mkdir(parents=True)
   shutil.copy2(src / "config.json", dst)
   for layer in sorted(p for p in src.iterdir() if p.is_dir()):
-    files = list(layer.glob("weights.*"))
+    files = list(layer.glob("weights.*")) + list(layer.glob("tables.npz"))
     if files:
       (dst / layer.name).mkdir()
       for f in files:

@@ -162,12 +162,13 @@ def load_model(root=None, num_layers=None, prepare=True):
   return model
 
 
-def ship_weights(src, dst, num_layers=None) -> dict:
+def ship_weights(src, dst, num_layers=None, note=None) -> dict:
   """Copies the weights of layers 0..n-1 from a checkpoint directory.
 
   Writes ``dst/config.json``, ``dst/<layer>/weights.*``, ``state.json`` and
-  ``log.csv``, ``val.csv`` (no optimizer state), and ``dst/manifest.json``; returns the
-  manifest.
+  ``log.csv``, ``val.csv`` (no optimizer state), and ``dst/manifest.json``
+  (with ``note``, free text such as how the lambdas were chosen); returns
+  the manifest.
   """
   import shutil
   from sae.model import ScalableAutoEncoder
@@ -211,5 +212,7 @@ def ship_weights(src, dst, num_layers=None) -> dict:
               "weights_id": ids[-1].hex(), "status": status,
               "train_seconds": sum(e["train_seconds"] or 0 for e in layers),
               "layers": layers}
+  if note:  # e.g. how the lambdas were chosen
+    manifest["note"] = note
   (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
   return manifest

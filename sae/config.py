@@ -5,6 +5,9 @@ layer; only the latent width and the rate-distortion trade-off change.  The
 ``lmbda`` column is the tfc / bls2017 convention ``loss = bpp + lmbda * MSE``
 (MSE over pixels and channels on the 0..255 scale), which equals the authors'
 ``channel-summed SE + lambda_paper * bpp`` with ``lmbda = 3 / lambda_paper``.
+The MS-SSIM model's ``lmbda`` weighs ``1 - MS-SSIM`` instead; its
+``paper_lambda`` is the authors' listed value, which has no stated formula
+(see PAPER_MS_SSIM_LAYERS).
 """
 
 from __future__ import annotations

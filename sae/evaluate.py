@@ -6,6 +6,7 @@ the 8-bit decoded image; means over images.
 """
 
 import json
+import os
 import pathlib
 import time
 
@@ -86,11 +87,14 @@ def run(num_layers: int, args) -> int:
   per_image = evaluate_model(model, paths, num_layers, args.recon_dir,
                              args.progress)
   config = checkpoints.read_config(weights)
+  # Relative to the working directory where possible: results files are
+  # committed and must not carry one machine's paths.
+  shown = pathlib.Path(os.path.relpath(weights)).as_posix()
   layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
   summary = summarize(
       args.name or f"sae-{config.metric}",
       f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
-      f"{pathlib.Path(weights).as_posix()}; {len(paths)} images from "
+      f"{shown}; {len(paths)} images from "
       f"{args.kodak}; bpp = 8*file bytes/(H*W)", layers, per_image)
   summary["metric"] = config.metric
   summary["weights_ids"] = [i.hex() for i in model.weights_ids()]

@@ -1,6 +1,7 @@
 """Copy trained layers from a checkpoint directory into a shipped weights folder.
 
     python tools/ship_weights.py checkpoints/mse weights/mse [--layers N]
+        [--note TEXT]
 """
 
 import argparse
@@ -11,7 +12,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from sae import checkpoints  # noqa: E402
+from sae import checkpoints, cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -19,10 +20,18 @@ def main(argv=None) -> int:
   p.add_argument("src")
   p.add_argument("dst")
   p.add_argument("--layers", type=int, default=None)
+  p.add_argument("--note", default=None,
+                 help="recorded in the manifest, e.g. how lambdas were chosen")
   args = p.parse_args(argv)
-  manifest = checkpoints.ship_weights(args.src, args.dst, args.layers)
-  print(json.dumps({k: manifest[k] for k in ("metric", "weights_id")}))
-  return 0
+
+  def ship():
+    manifest = checkpoints.ship_weights(args.src, args.dst, args.layers,
+                                        args.note)
+    print(json.dumps({k: manifest[k] for k in ("metric", "weights_id",
+                                                "status")}))
+    return 0
+
+  return cli.guarded(ship)
 
 
 if __name__ == "__main__":
