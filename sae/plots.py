@@ -94,7 +94,8 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
            color="black", marker="s", linewidth=1.5,
            linestyle="-" if true_rate else ":",
            markerfacecolor="black" if true_rate else "white")
-    # The target of the MS-SSIM model (issue "MS-SSIM-optimized weights").
+  if paper_anchors is not None and metric == "ms-ssim-rgb":
+    # The target of the MS-SSIM model, on the plot of its own metric.
     curve = curves.paper_sae(paper_anchors, model="ms-ssim")
     draw(curve, "SAE MS-SSIM model, true rate (published x3)\n"
          f"[{curves.PAPER_CITATION}]", color="dimgray", marker="D",
@@ -266,6 +267,8 @@ def training_figure(weights_dir, out) -> None:
     ax.grid(alpha=0.3)
   axes[0].set_yscale("log")
   axes[0].legend()
+  if not axes[3].lines:  # logs from before validation recorded MS-SSIM
+    axes[3].set_visible(False)
   fig.suptitle(f"Training curves: {weights_dir} (256x256 crops, means over "
                "100 steps)", fontsize=10)
   _save(fig, out)
