@@ -160,6 +160,21 @@ def format_table(rows) -> str:
   return "\n".join(lines)
 
 
+def format_markdown(rows) -> str:
+  """The same numbers as a Markdown table (the README's)."""
+  fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
+  lines = ["| test | anchor | BD-rate (PSNR) | BD-PSNR dB | BD-rate (MS-SSIM) "
+           "| BD-MS-SSIM dB |", "|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['test']} | {r['anchor']} | "
+        f"{fmt(r['bd_rate_psnr_percent'], '+.1f')} % | "
+        f"{fmt(r['bd_psnr_db'], '+.2f')} | "
+        f"{fmt(r['bd_rate_ms_ssim_percent'], '+.1f')} % | "
+        f"{fmt(r['bd_ms_ssim_db'], '+.2f')} |")
+  return "\n".join(lines)
+
+
 DESCRIPTION = (
     "Bjontegaard deltas of each test curve (SAE) against each anchor "
     "(classical codec), means over the images per operating point: "
@@ -187,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
                  help="paper-sae-kodak-supp-metrics.json")
   p.add_argument("--out", default=None,
                  help="output JSON (default: <results-dir>/bd-rates.json)")
+  p.add_argument("--markdown", action="store_true",
+                 help="print the table as Markdown")
   return p
 
 
@@ -221,7 +238,7 @@ def run(args) -> int:
                     f"{curves.PAPER_CITATION}, rates x3 (true bpp).")
   report = {"description": description, "comparisons": rows}
   atomic_write(out, (json.dumps(report, indent=2) + "\n").encode())
-  print(format_table(rows))
+  print(format_markdown(rows) if args.markdown else format_table(rows))
   print(f"-> {out}")
   return 0
 

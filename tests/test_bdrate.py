@@ -82,6 +82,8 @@ def test_cli_writes_bd_rates(tmp_path, capsys):
   assert row["bd_rate_ms_ssim_percent"] == pytest.approx(-50, abs=0.1)
   assert row["bd_psnr_db"] > 0
   assert "sae-mse" in capsys.readouterr().out
+  assert bdrate.main(["--results-dir", str(tmp_path), "--markdown"]) == 0
+  assert "| sae-mse | jpeg | -50.0 % |" in capsys.readouterr().out
 
 
 def test_cli_without_codec_results_fails(tmp_path, capsys):
