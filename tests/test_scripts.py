@@ -230,3 +230,24 @@ def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
     assert cli("decompress", tmp_path / "s.sae", tmp_path / "o.png",
                "--weights", weights, "--layers", 1)[0] == 0
   assert cli("export", tmp_path / "saved", "--weights", shipped)[0] == 0
+
+
+def test_train_all_trains_every_layer_then_skips_them(tmp_path):
+  import os
+  import pathlib
+  import subprocess
+  root = pathlib.Path(__file__).resolve().parents[1]
+  corpus = write_corpus(tmp_path / "c", [(64, 64), (72, 80)])
+  ckpt = tmp_path / "ck"
+  env = dict(os.environ, STEPS_BASE="2", STEPS_EL="2", TF_CPP_MIN_LOG_LEVEL="3")
+  argv = ["bash", str(root / "tools" / "train_all.sh"), str(ckpt), str(corpus),
+          "--preset", "tiny", "--no-progress"]
+  done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr
+  assert checkpoints.available_layers(ckpt) == 4
+  assert all(checkpoints.read_state(ckpt, k)["finished"] for k in range(4))
+  done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0
+  assert done.stdout.count("finished, skipped") == 4
