@@ -163,14 +163,15 @@ def format_table(rows) -> str:
 def format_markdown(rows) -> str:
   """The same numbers as a Markdown table (the README's)."""
   fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
+  pct = lambda v: "n/a" if v is None else f"{v:+.1f} %"
   lines = ["| test | anchor | BD-rate (PSNR) | BD-PSNR dB | BD-rate (MS-SSIM) "
            "| BD-MS-SSIM dB |", "|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
         f"| {r['test']} | {r['anchor']} | "
-        f"{fmt(r['bd_rate_psnr_percent'], '+.1f')} % | "
+        f"{pct(r['bd_rate_psnr_percent'])} | "
         f"{fmt(r['bd_psnr_db'], '+.2f')} | "
-        f"{fmt(r['bd_rate_ms_ssim_percent'], '+.1f')} % | "
+        f"{pct(r['bd_rate_ms_ssim_percent'])} | "
         f"{fmt(r['bd_ms_ssim_db'], '+.2f')} |")
   return "\n".join(lines)
 

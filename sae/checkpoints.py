@@ -188,6 +188,7 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
     codec.prepare_for_coding(read_tables(src, k))
     save_tables(codec, dst, k)
     state = read_state(src, k)
+    state.pop("weights_id", None)  # older versions' id; the manifest has it
     write_state(dst, k, state)
     for log in ("log.csv", "val.csv"):  # training and validation curves
       if (layer_dir(src, k) / log).is_file():

@@ -3,8 +3,10 @@
 ``truncate`` and ``info`` only parse the container (sae.bitstream) and never
 import TensorFlow, so they answer in a fraction of a second.  The other
 commands check everything that is cheap to check (output folder, input file,
-stream structure) before importing TensorFlow, and compare weights ids before
-building the range coding tables, so bad input is refused in seconds.
+stream structure) before importing TensorFlow, so bad input is refused in
+seconds; weights ids (which cover the range coding tables) are compared once
+the model is loaded, which is quick for shipped weights that carry their
+tables.
 
 Every error is one line ``error: ...`` on stderr with exit status 2; outputs
 are written through a temporary file and a rename, so a failed command
@@ -224,9 +226,9 @@ _MODELS = {}
 def load_model(root, num_layers=None, expect_ids=()):
   """The model of ``root`` with at least ``num_layers`` layers (default all).
 
-  Like sae.checkpoints.load_model, but compares ``expect_ids`` (the weights
-  ids a stream carries) before building the range coding tables, so a stream
-  from other weights is refused in seconds rather than after the table build.
+  Like sae.checkpoints.load_model, but cached per folder and process, and
+  compares ``expect_ids`` (the weights ids a stream carries) with the loaded
+  model's, which cover its weights and its range coding tables.
 
   Raises:
     InputError: no such layers, or other weights than ``expect_ids``.
@@ -262,9 +264,12 @@ def _check_ids(model, expect_ids) -> None:
 
 
 def _folder_stamp(root, num_layers) -> tuple:
-  """Changes whenever training rewrites the folder's config or weights."""
+  """Changes whenever training rewrites the folder's config, weights or
+  coding tables."""
   from sae import checkpoints
   files = [root / checkpoints.CONFIG_FILE] + [
       pathlib.Path(checkpoints.weights_prefix(root, k) + ".index")
       for k in range(num_layers)]
-  return tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+  files += [checkpoints.tables_path(root, k) for k in range(num_layers)]
+  return tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None
+               for f in files)

@@ -85,7 +85,15 @@ def validation_trend(val_csv, window=10_000) -> dict:
   last ``window`` steps, given as a relative change per 10,000 steps: how
   much the layer was still improving when training stopped.
   """
-  rows = list(csv.DictReader(pathlib.Path(val_csv).open()))
+  def complete(row):  # a row being written by a running trainer is not
+    try:
+      return all(row[key] not in (None, "") for key in ("step", "loss", "bpp",
+                                                         "psnr"))
+    except KeyError as e:
+      raise InputError(f"{str(val_csv)!r} has no column {e}") from None
+
+  with pathlib.Path(val_csv).open() as f:
+    rows = [row for row in csv.DictReader(f) if complete(row)]
   if not rows:
     raise InputError(f"{str(val_csv)!r} holds no validation rows")
   steps = np.array([float(r["step"]) for r in rows])
@@ -93,7 +101,8 @@ def validation_trend(val_csv, window=10_000) -> dict:
   recent = steps >= steps[-1] - window
   slope = (np.polyfit(steps[recent], loss[recent], 1)[0]
            if recent.sum() >= 2 else float("nan"))
-  last = {key: float(value) for key, value in rows[-1].items()}
+  last = {key: float(value) for key, value in rows[-1].items()
+          if value not in (None, "")}
   return dict(last=last, points=int(recent.sum()),
               loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
 

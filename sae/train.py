@@ -118,6 +118,9 @@ def run(k: int, args: argparse.Namespace) -> int:
     checkpoints.write_config(root, _merged_config(root, config))
 
   state = checkpoints.read_state(root, k)
+  # Written by older versions, before ids covered the coding tables; the
+  # manifest of shipped weights holds the id streams carry.
+  state.pop("weights_id", None)
   resuming = _has_training_state(root, k)
   # The decay step is fixed by the first run: extending --steps later must
   # not raise the learning rate again.
@@ -170,9 +173,14 @@ def run(k: int, args: argparse.Namespace) -> int:
   csv_path = log_dir / "log.csv"
   if chief and not csv_path.exists():
     csv_path.write_text("step,loss,bpp,mse,psnr,lr,seconds\n")
+  val_csv = log_dir / "val.csv"
+  if chief:  # a bad file must stop training now, not at the first validation
+    _upgrade_csv(val_csv, VAL_COLUMNS)
   val_batches = data.validation_batches(args.corpus, patch, 8)
   validate = make_validation(model, k)
   start = int(optimizer.iterations)
+  if start >= args.steps:  # nothing to train: start-up is not training time
+    t_start = time.monotonic()
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
                   disable=not args.progress, dynamic_ncols=True)
   iterator = iter(dist_dataset)
@@ -213,8 +221,8 @@ def run(k: int, args: argparse.Namespace) -> int:
           with writer.as_default(step=step + 1):
             for name, value in val.items():
               tf.summary.scalar(f"validation/{name}", value)
-          _append_csv(log_dir / "val.csv", ["step", *val],
-                      [step + 1, *val.values()])
+          _append_csv(val_csv, VAL_COLUMNS,
+                      [step + 1] + [val[c] for c in VAL_COLUMNS[1:]])
       if _checkpoint_due(step + 1, t_ckpt, args, strategy):
         elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
         t0 = t_ckpt = time.monotonic()
@@ -310,21 +318,33 @@ def make_validation(model, k):
   return validate
 
 
-def _append_csv(path, columns, values):
-  """Appends a row; a file written by an older version with fewer columns
-  gets the new header, its old rows left with empty fields."""
+VAL_COLUMNS = ("step", "loss", "bpp", "mse", "psnr", "ms_ssim")
+
+
+def _upgrade_csv(path, columns):
+  """Creates the CSV with its header, or gives a file written by an older
+  version with fewer columns the new header, its old rows left with empty
+  fields.
+
+  Raises:
+    InputError: the file has other columns.
+  """
   header = ",".join(columns)
-  if path.exists():
-    lines = path.read_text().splitlines()
-    if lines and lines[0] != header:
-      old = lines[0].split(",")
-      if old != list(columns[:len(old)]):
-        raise InputError(f"{path} has columns {lines[0]!r}, expected {header!r}")
-      padding = "," * (len(columns) - len(old))
-      atomic_write(path, "\n".join(
-          [header] + [line + padding for line in lines[1:]]).encode() + b"\n")
-  else:
-    path.write_text(header + "\n")
+  lines = path.read_text().splitlines() if path.exists() else []
+  if not lines:
+    atomic_write(path, (header + "\n").encode())
+  elif lines[0] != header:
+    old = lines[0].split(",")
+    if old != list(columns[:len(old)]):
+      raise InputError(f"{path} has columns {lines[0]!r}, expected {header!r}")
+    padding = "," * (len(columns) - len(old))
+    atomic_write(path, "\n".join(
+        [header] + [line + padding for line in lines[1:]]).encode() + b"\n")
+
+
+def _append_csv(path, columns, values):
+  """Appends a row (see _upgrade_csv for the header)."""
+  _upgrade_csv(path, columns)
   with open(path, "a") as f:
     f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
                      for v in values) + "\n")

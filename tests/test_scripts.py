@@ -251,3 +251,31 @@ def test_train_all_trains_every_layer_then_skips_them(tmp_path):
                         timeout=600)
   assert done.returncode == 0
   assert done.stdout.count("finished, skipped") == 4
+
+
+def test_train_all_passes_sigterm_to_the_trainer(tmp_path):
+  import os
+  import pathlib
+  import signal
+  import subprocess
+  import time
+  root = pathlib.Path(__file__).resolve().parents[1]
+  corpus = write_corpus(tmp_path / "c", [(64, 64)])
+  ckpt = tmp_path / "ck"
+  proc = subprocess.Popen(
+      ["bash", str(root / "tools" / "train_all.sh"), str(ckpt), str(corpus),
+       "--preset", "tiny", "--no-progress", "--checkpoint-every", "100000"],
+      env=dict(os.environ, STEPS_BASE="100000", TF_CPP_MIN_LOG_LEVEL="3"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  log = ckpt / "base" / "log.csv"
+  deadline = time.monotonic() + 300
+  while not log.exists() or len(log.read_text().splitlines()) < 2:
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  proc.communicate(timeout=120)
+  assert proc.returncode == 143
+  # The trainer saved and left: nothing keeps writing the checkpoint folder.
+  assert checkpoints.read_state(ckpt, 0)["steps"] >= 100
+  done = subprocess.run(["pgrep", "-f", str(ckpt)], capture_output=True)
+  assert done.returncode == 1, done.stdout

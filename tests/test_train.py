@@ -36,6 +36,10 @@ def test_csv_gains_new_columns_without_losing_rows(tmp_path):
   from sae.errors import InputError
   with pytest.raises(InputError, match="columns"):
     train._append_csv(path, ["step", "bpp"], [3000, 0.1])
+  empty = tmp_path / "empty.csv"
+  empty.write_text("")  # created, then the trainer was killed
+  train._append_csv(empty, ["step", "loss"], [1, 0.5])
+  assert empty.read_text() == "step,loss\n1,0.5\n"
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):

@@ -8,16 +8,22 @@
 # A layer whose state.json says it finished is skipped, so the same command
 # resumes wherever the last run stopped (a layer must finish before the next
 # one freezes it). Steps: 60000 for the base, 40000 per EL (DESIGN.md), or
-# STEPS_BASE / STEPS_EL from the environment. Stops at the first failure or
-# interruption, with that script's exit status.
+# STEPS_BASE / STEPS_EL from the environment. Once a layer trains, the ones
+# above are never skipped: their own start-up then refuses them as stale.
+# Stops at the first failure, with that script's exit status, or on
+# SIGTERM or Ctrl-C (status 143), passed to the trainer, which saves first.
 set -u
-cd "$(dirname "$0")/.."
-ckpt=${1:?usage: tools/train_all.sh CHECKPOINT_DIR CORPUS [options...]}
-corpus=${2:?usage: tools/train_all.sh CHECKPOINT_DIR CORPUS [options...]}
+usage="usage: tools/train_all.sh CHECKPOINT_DIR CORPUS [options...]"
+ckpt=$(realpath -m "${1:?$usage}")
+corpus=$(realpath -m "${2:?$usage}")
 shift 2
+cd "$(dirname "$0")/.."
+child=
+trap '[ -n "$child" ] && kill -TERM "$child" 2> /dev/null; [ -n "$child" ] && wait "$child"; exit 143' TERM INT
+trained=
 for layer in base el1 el2 el3; do
   if [ "$layer" = base ]; then steps=${STEPS_BASE:-60000}; else steps=${STEPS_EL:-40000}; fi
-  if python - "$ckpt/$layer/state.json" "$steps" <<'EOF'
+  if [ -z "$trained" ] && python - "$ckpt/$layer/state.json" "$steps" <<'EOF'
 import json, sys
 try:
   state = json.load(open(sys.argv[1]))
@@ -30,7 +36,14 @@ EOF
     continue
   fi
   echo "$layer: training to $steps steps ($(date -u +%FT%TZ))"
+  trained=yes
+  # In the background so that the trap can pass a SIGTERM on.
   python "train_$layer.py" --checkpoint-dir "$ckpt" --corpus "$corpus" \
-      --steps "$steps" "$@" || exit $?
+      --steps "$steps" "$@" &
+  child=$!
+  wait "$child"
+  status=$?
+  child=
+  [ "$status" -eq 0 ] || exit "$status"
 done
 echo "all layers trained ($(date -u +%FT%TZ))"
