@@ -26,6 +26,7 @@ class Curve(NamedTuple):
   ms_ssim: tuple  # linear, in [0, 1]
   labels: tuple = ()  # one per point: layer or quality setting
   source: str = ""
+  metric: str = ""  # what a trained model minimized: "mse" or "ms-ssim"
 
 
 def read_json(path) -> dict:
@@ -62,7 +63,7 @@ def load_results(path) -> Curve:
   pick = lambda values: tuple(float(values[i]) for i in order)
   return Curve(name, pick(bpp), pick(psnr), pick(ms_ssim),
                tuple(labels[i] for i in order) if len(labels) == len(bpp)
-               else (), str(path))
+               else (), str(path), str(summary.get("metric") or ""))
 
 
 def paper_sae(path=DEFAULT_PAPER_ANCHORS, model="mse",

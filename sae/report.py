@@ -129,10 +129,9 @@ def run(args) -> int:
   report = {}
   for path in paths or ():
     result = curves.load_results(path)
-    summary = curves.read_json(path)
     # The MS-SSIM model is held to the paper's MS-SSIM model, the MSE one to
     # the MSE model.
-    model = "ms-ssim" if summary.get("metric") == "ms-ssim" else "mse"
+    model = "ms-ssim" if result.metric == "ms-ssim" else "mse"
     paper = curves.paper_sae(args.paper_anchors, model)
     rows = compare(result, paper)
     name = f"paper {model} model ({curves.PAPER_CITATION}, true rate)"
