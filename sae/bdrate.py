@@ -189,7 +189,7 @@ DESCRIPTION = (
 
 
 def parser() -> argparse.ArgumentParser:
-  p = cli._Parser(  # pylint: disable=protected-access
+  p = cli.Parser(
       prog="python -m sae.bdrate", description="BD-rate of SAE against the classical codecs' results.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--results-dir", default="results/kodak",

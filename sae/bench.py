@@ -186,7 +186,7 @@ def _codecs(text):
 
 
 def parser() -> argparse.ArgumentParser:
-  p = cli._Parser(  # pylint: disable=protected-access
+  p = cli.Parser(
       prog="python -m sae.bench", description="Measure classical codecs with SAE's evaluation protocol; "
       "one results JSON per codec.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -216,13 +216,10 @@ def run(args) -> int:
   # pylint: disable=import-outside-toplevel
   from sae import data, evaluate, kodak
   from sae.fileio import atomic_write
-  if args.images == cli.DEFAULT_KODAK:
-    paths = kodak.ensure_images(args.images, cli.KODAK_URL, args.progress,
-                                complete=True)
-  else:  # another folder is the user's: never download into it
-    paths = data.list_images(args.images)
-    if not paths:
-      raise InputError(f"no PNG/JPEG images in {args.images!r}")
+  # The images the test scripts would read from this folder (their protocol).
+  paths = kodak.ensure_images(
+      args.images, cli.KODAK_URL, args.progress,
+      complete=pathlib.Path(args.images) == pathlib.Path(cli.DEFAULT_KODAK))
   if args.limit:
     paths = paths[:args.limit]
   images = [(pathlib.Path(p).name, data.load_image(p)) for p in paths]

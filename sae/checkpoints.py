@@ -17,6 +17,7 @@ chunk is refused by any decoder whose layers 0..k differ from the encoder's.
 import io
 import json
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def read_tables(root, k):
   try:
     with np.load(path) as stored:
       return {key: stored[key] for key in TABLE_KEYS}
-  except (OSError, ValueError, KeyError) as e:
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
     raise InputError(f"{path} is damaged: {e}") from None
 
 
@@ -168,11 +169,33 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
   Writes ``dst/config.json``, ``dst/<layer>/weights.*``, ``state.json`` and
   ``log.csv``, ``val.csv`` (no optimizer state), and ``dst/manifest.json``
   (with ``note``, free text such as how the lambdas were chosen); returns
-  the manifest.
+  the manifest.  The folder is built beside ``dst`` and then replaces it, so
+  a failure (say, a damaged checkpoint of an upper layer) leaves the weights
+  shipped before untouched rather than a mix of old and new layers.
   """
   import shutil
-  from sae.model import ScalableAutoEncoder
   src, dst = pathlib.Path(src), pathlib.Path(dst)
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  building = dst.parent / f".{dst.name}.shipping"
+  replaced = dst.parent / f".{dst.name}.replaced"
+  for leftover in (building, replaced):  # from a run that was killed
+    shutil.rmtree(leftover, ignore_errors=True)
+  try:
+    manifest = _ship_into(src, building, num_layers, note)
+  except BaseException:
+    shutil.rmtree(building, ignore_errors=True)
+    raise
+  if dst.exists():
+    dst.rename(replaced)
+  building.rename(dst)
+  shutil.rmtree(replaced, ignore_errors=True)
+  return manifest
+
+
+def _ship_into(src, dst, num_layers, note) -> dict:
+  """ship_weights' work, into a new folder ``dst``."""
+  import shutil
+  from sae.model import ScalableAutoEncoder
   config = read_config(src)
   have = available_layers(src)
   num_layers = have if num_layers is None else num_layers
@@ -215,5 +238,6 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
               "layers": layers}
   if note:  # e.g. how the lambdas were chosen
     manifest["note"] = note
-  (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+  atomic_write(dst / "manifest.json",
+               (json.dumps(manifest, indent=2) + "\n").encode())
   return manifest

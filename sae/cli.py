@@ -17,7 +17,7 @@ DEFAULT_KODAK = "kodak"
 KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
   """argparse with the project's one-line error and exit status 2."""
 
   def error(self, message):
@@ -52,7 +52,7 @@ def _fraction(text):
 
 
 def train_parser(k: int) -> argparse.ArgumentParser:
-  p = _Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
+  p = Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
               "layers 0..k-1 restored from --checkpoint-dir and frozen.",
               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--corpus", default=DEFAULT_CORPUS,
@@ -95,7 +95,7 @@ def train_parser(k: int) -> argparse.ArgumentParser:
 
 
 def test_parser(k: int) -> argparse.ArgumentParser:
-  p = _Parser(description=f"Evaluate SAE layers 0..{k} (base.."
+  p = Parser(description=f"Evaluate SAE layers 0..{k} (base.."
               f"{layer_name(k)}) on a folder of images, each at its own size.",
               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--kodak", default=DEFAULT_KODAK,

@@ -21,7 +21,7 @@ import sys
 import warnings
 
 from sae import bitstream
-from sae.cli import _Parser, guarded, quiet_tensorflow
+from sae.cli import Parser, guarded, quiet_tensorflow
 from sae.errors import InputError
 from sae.fileio import atomic_write
 
@@ -38,7 +38,7 @@ def _layer_count(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m sae",
+  p = Parser(prog="python -m sae",
               description="Layered image codec (SAE, Jia et al. MIPR 2019).")
   sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
   weights_help = ("weights folder or training checkpoint directory "

@@ -15,12 +15,12 @@ from sae.fileio import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def list_images(folder, suffixes=IMAGE_SUFFIXES) -> list:
-  """Sorted image files directly or recursively under ``folder``."""
+def list_images(folder, suffixes=IMAGE_SUFFIXES, recursive=True) -> list:
+  """Sorted image files under ``folder`` (or only directly in it)."""
   root = pathlib.Path(folder)
   if not root.is_dir():
     raise InputError(f"image folder {str(folder)!r} does not exist")
-  return sorted(str(p) for p in root.rglob("*")
+  return sorted(str(p) for p in (root.rglob("*") if recursive else root.iterdir())
                 if p.is_file() and p.suffix.lower() in suffixes)
 
 

@@ -75,13 +75,14 @@ def format_table(summary) -> str:
 
 def run(num_layers: int, args) -> int:
   """Evaluates layers 0..num_layers-1 as the test scripts' options say."""
+  # Weights first: a missing layer is named even offline, before a download.
+  weights = args.weights or checkpoints.DEFAULT_WEIGHTS
+  model = checkpoints.load_model(weights, num_layers)
   paths = kodak.ensure_images(
       args.kodak, args.kodak_url, args.progress,
       complete=pathlib.Path(args.kodak) == pathlib.Path(cli.DEFAULT_KODAK))
   if args.limit:
     paths = paths[:args.limit]
-  weights = args.weights or checkpoints.DEFAULT_WEIGHTS
-  model = checkpoints.load_model(weights, num_layers)
   if args.recon_dir:
     pathlib.Path(args.recon_dir).mkdir(parents=True, exist_ok=True)
   per_image = evaluate_model(model, paths, num_layers, args.recon_dir,

@@ -6,15 +6,18 @@ import urllib.request
 
 import tqdm
 
+from sae.data import list_images
 from sae.errors import InputError
 from sae.fileio import atomic_write
 
 NUM_IMAGES = 24
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def ensure_images(folder, url_pattern: str, progress: bool = True,
                   complete: bool = False) -> list:
-  """Images in ``folder``; downloads the 24 Kodak PNGs when it has none.
+  """Images directly in ``folder``; downloads the 24 Kodak PNGs when it has
+  none.  The test scripts and ``sae.bench`` both read their images here.
 
   With ``complete`` (the default Kodak folder) a download that was cut short
   is finished: missing kodimNN.png files are fetched.
@@ -22,7 +25,7 @@ def ensure_images(folder, url_pattern: str, progress: bool = True,
   folder = pathlib.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   # Only the folder itself: reconstructions written below it are not inputs.
-  images = sorted(str(p) for p in folder.glob("*.png"))
+  images = list_images(folder, recursive=False)
   names = {pathlib.Path(p).name for p in images}
   kodak = {f"kodim{i:02d}.png" for i in range(1, NUM_IMAGES + 1)}
   if images and (not complete or not names <= kodak):
@@ -38,5 +41,8 @@ def ensure_images(folder, url_pattern: str, progress: bool = True,
       raise InputError(
           f"cannot download {url} ({getattr(e, 'reason', e)}): put the 24 "
           f"kodimNN.png files in {folder}/ or pass --kodak DIR") from None
+    if not payload.startswith(PNG_SIGNATURE):  # e.g. a proxy's error page
+      raise InputError(f"{url} did not return a PNG image: put the 24 "
+                       f"kodimNN.png files in {folder}/ or pass --kodak DIR")
     atomic_write(folder / name, payload)
-  return sorted(str(p) for p in folder.glob("*.png"))
+  return list_images(folder, recursive=False)

@@ -23,7 +23,8 @@ import tensorflow as tf
 from sae import losses
 from sae.config import LayerSpec, layer_name
 from sae.layer import LayerCodec
-from sae.transforms import latent_shape, pad_to_stride
+from sae.transforms import (BAND_LATENT_PIXELS, analyze_in_bands,
+                            latent_shape, pad_to_stride, synthesize_in_bands)
 
 
 class CascadeOutput(NamedTuple):
@@ -47,6 +48,9 @@ class ScalableAutoEncoder(tf.keras.Model):
     self.codecs = [LayerCodec(s, name=layer_name(k))
                    for k, s in enumerate(self.specs)]
     self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
+    # Coding runs the transforms on bands of this many latent pixels, so
+    # memory stays bounded at any image size (read when first traced).
+    self.band_latent_pixels = BAND_LATENT_PIXELS
 
   @property
   def num_layers(self) -> int:
@@ -133,6 +137,13 @@ class ScalableAutoEncoder(tf.keras.Model):
 
   # Coding.  Both functions take the number of layers as a tensor so one
   # traced graph serves every prefix; the Python loop runs over layers only.
+  # Large images go through the transforms band by band (transforms.py).
+
+  def _analyze(self, codec, x):
+    return analyze_in_bands(codec.analysis, x, self.band_latent_pixels)
+
+  def _synthesize(self, codec, y_hat):
+    return synthesize_in_bands(codec.synthesis, y_hat, self.band_latent_pixels)
 
   @tf.function(input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
@@ -146,10 +157,16 @@ class ScalableAutoEncoder(tf.keras.Model):
     strings = []
     for k, codec in enumerate(self.codecs):
 
-      def code(codec=codec, total=total):
-        y = codec.analysis(x - total, training=False)
+      def code(codec=codec, total=total, k=k):
+        y = self._analyze(codec, x - total)
         string = codec.compress_latent(y)
-        return string[0], total + codec.synthesis(codec.quantize(y))
+        # The layers above code what this one leaves; after the last coded
+        # layer nothing needs the reconstruction.
+        above = tf.cond(
+            k + 1 < num_layers,
+            lambda: total + self._synthesize(codec, codec.quantize(y)),
+            lambda: total)
+        return string[0], above
 
       string, total = tf.cond(k < num_layers, code,
                               lambda total=total: (tf.constant(""), total))
@@ -173,7 +190,7 @@ class ScalableAutoEncoder(tf.keras.Model):
 
       def decode(codec=codec, total=total, k=k):
         y_hat = codec.decompress_latent(strings[k:k + 1], hw)
-        return total + codec.synthesis(y_hat)
+        return total + self._synthesize(codec, y_hat)
 
       total = tf.cond(k < n, decode, lambda total=total: total)
     return total[0, :image_shape[0], :image_shape[1], :]

@@ -284,7 +284,7 @@ def _crop_arg(text):
 
 
 def parser() -> argparse.ArgumentParser:
-  p = cli._Parser(  # pylint: disable=protected-access
+  p = cli.Parser(
       prog="python -m sae.plots", description="RD figures (PSNR-RGB, MS-SSIM-RGB vs bpp) and a visual "
       "comparison, from the results that exist.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)

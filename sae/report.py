@@ -79,7 +79,8 @@ def markdown(rows, paper_name: str) -> str:
 
 
 def validation_trend(val_csv, window=10_000) -> dict:
-  """Last validation numbers and the loss slope over the last ``window`` steps.
+  """Last validation numbers and the loss slope over the last ``window`` steps
+  (None while the file holds no validation yet).
 
   The slope is a least-squares line through the validation losses of the
   last ``window`` steps, given as a relative change per 10,000 steps: how
@@ -94,8 +95,8 @@ def validation_trend(val_csv, window=10_000) -> dict:
 
   with pathlib.Path(val_csv).open() as f:
     rows = [row for row in csv.DictReader(f) if complete(row)]
-  if not rows:
-    raise InputError(f"{str(val_csv)!r} holds no validation rows")
+  if not rows:  # a layer that has just started training
+    return None
   steps = np.array([float(r["step"]) for r in rows])
   loss = np.array([float(r["loss"]) for r in rows])
   recent = steps >= steps[-1] - window
@@ -108,7 +109,7 @@ def validation_trend(val_csv, window=10_000) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = cli.Parser(
       prog="python -m sae.report", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sae", nargs="+", default=None,
@@ -141,13 +142,18 @@ def run(args) -> int:
     trends = {}
     for k in range(len(LAYER_NAMES)):
       val_csv = pathlib.Path(folder) / layer_name(k) / "val.csv"
-      if val_csv.is_file():
-        trends[layer_name(k)] = t = validation_trend(val_csv)
-        print(f"{folder} {layer_name(k)}: step {t['last']['step']:.0f}, "
-              f"validation loss {t['last']['loss']:.4f}, bpp "
-              f"{t['last']['bpp']:.4f}, PSNR {t['last']['psnr']:.2f} dB; "
-              f"loss {100 * t['loss_change_per_10k_steps']:+.2f} % per 10k "
-              f"steps over the last 10k ({t['points']} points)")
+      if not val_csv.is_file():
+        continue
+      t = validation_trend(val_csv)
+      if t is None:
+        print(f"{folder} {layer_name(k)}: no validation yet")
+        continue
+      trends[layer_name(k)] = t
+      print(f"{folder} {layer_name(k)}: step {t['last']['step']:.0f}, "
+            f"validation loss {t['last']['loss']:.4f}, bpp "
+            f"{t['last']['bpp']:.4f}, PSNR {t['last']['psnr']:.2f} dB; "
+            f"loss {100 * t['loss_change_per_10k_steps']:+.2f} % per 10k "
+            f"steps over the last 10k ({t['points']} points)")
     report[str(folder)] = dict(validation=trends)
   if args.out:
     atomic_write(args.out, (json.dumps(report, indent=2) + "\n").encode())

@@ -71,3 +71,72 @@ def latent_shape(image_shape):
   """(H, W) of the image -> (h, w) of every layer's latent."""
   return tf.stack([padded_size(image_shape[0]) // TOTAL_STRIDE,
                    padded_size(image_shape[1]) // TOTAL_STRIDE])
+
+
+# Latent rows of context on each side of a band.  An output row of the
+# synthesis depends on latent rows within 2 of it, and a latent row of the
+# analysis on pixel rows within 28 (< 2 latent rows); 4 leaves a margin, so
+# that a band computes what the whole image would (up to float rounding).
+BAND_HALO = 4
+# Latent pixels per band: 16,384 is a 4-megapixel slice of the image, which
+# keeps the transforms' peak memory near that of a 2048x2048 image at any
+# size; smaller images are one band, computed exactly as before.
+BAND_LATENT_PIXELS = 16_384
+
+
+def band_rows(latent_width, latent_pixels=BAND_LATENT_PIXELS):
+  """Latent rows per band for a latent this wide (an int tensor)."""
+  return tf.maximum(latent_pixels // tf.maximum(latent_width, 1), 1)
+
+
+def _banded(fn, num_rows, rows_per_band, scale_out, dtype):
+  """Concatenates ``fn(a, b)`` over bands of latent rows.
+
+  ``fn(a, b)`` computes latent rows [a, b) (the band plus its halo) and
+  returns them at ``scale_out`` output rows per latent row; each band's own
+  rows are kept.  Runs in a tf.while_loop: one band is in memory at a time.
+  """
+  count = (num_rows + rows_per_band - 1) // rows_per_band
+
+  def body(i, bands):
+    r0 = i * rows_per_band
+    r1 = tf.minimum(r0 + rows_per_band, num_rows)
+    a = tf.maximum(r0 - BAND_HALO, 0)
+    b = tf.minimum(r1 + BAND_HALO, num_rows)
+    out = fn(a, b)
+    return i + 1, bands.write(i, out[0, (r0 - a) * scale_out:(r1 - a) * scale_out])
+
+  bands = tf.TensorArray(dtype, size=count, infer_shape=False,
+                         element_shape=tf.TensorShape([None, None, None]))
+  _, bands = tf.while_loop(lambda i, _: i < count, body, (0, bands))
+  return bands.concat()[None]
+
+
+def analyze_in_bands(analysis, x, latent_pixels=BAND_LATENT_PIXELS):
+  """``analysis(x)`` of a (1, H, W, 3) batch padded to the stride, computed
+  in bands of latent rows when the image is large (bounded memory)."""
+  shape = tf.shape(x)
+  h, w = shape[1] // TOTAL_STRIDE, shape[2] // TOTAL_STRIDE
+  rows = band_rows(w, latent_pixels)
+
+  def by_band():
+    return _banded(
+        lambda a, b: analysis(x[:, a * TOTAL_STRIDE:b * TOTAL_STRIDE],
+                              training=False),
+        h, rows, 1, x.dtype)
+
+  return tf.cond(rows >= h, lambda: analysis(x, training=False), by_band)
+
+
+def synthesize_in_bands(synthesis, y, latent_pixels=BAND_LATENT_PIXELS):
+  """``synthesis(y)`` of a (1, h, w, C) latent, computed in bands of latent
+  rows when the image is large (bounded memory)."""
+  shape = tf.shape(y)
+  h, w = shape[1], shape[2]
+  rows = band_rows(w, latent_pixels)
+
+  def by_band():
+    return _banded(lambda a, b: synthesis(y[:, a:b], training=False),
+                   h, rows, TOTAL_STRIDE, y.dtype)
+
+  return tf.cond(rows >= h, lambda: synthesis(y, training=False), by_band)

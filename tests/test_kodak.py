@@ -39,3 +39,24 @@ def test_offline_is_one_clear_error(tmp_path):
   with pytest.raises(InputError, match="--kodak DIR"):
     kodak.ensure_images(tmp_path / "k", (tmp_path / "nowhere").as_uri() + "/{:02d}.png",
                         progress=False)
+
+
+def test_a_folder_of_jpegs_is_read_not_downloaded_into(tmp_path, source):
+  from PIL import Image
+  folder = tmp_path / "jpegs"
+  folder.mkdir()
+  Image.new("RGB", (8, 8)).save(folder / "photo.jpg")
+  paths = kodak.ensure_images(folder, source, progress=False)
+  assert [p[-9:] for p in paths] == ["photo.jpg"]
+  assert sorted(p.name for p in folder.iterdir()) == ["photo.jpg"]
+
+
+def test_a_download_that_is_not_a_png_is_refused_and_not_kept(tmp_path):
+  server = tmp_path / "server"
+  server.mkdir()
+  for i in range(1, kodak.NUM_IMAGES + 1):  # a captive portal's answer
+    (server / f"{i:02d}.png").write_text("<html>log in first</html>")
+  folder = tmp_path / "k"
+  with pytest.raises(InputError, match="did not return a PNG"):
+    kodak.ensure_images(folder, server.as_uri() + "/{:02d}.png", progress=False)
+  assert list(folder.iterdir()) == []

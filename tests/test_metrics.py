@@ -32,10 +32,21 @@ def test_ms_ssim_matches_tf_image():
   assert float(ours[0]) == pytest.approx(expected, abs=1e-5)
 
 
-def test_ms_ssim_gradient_is_finite_on_flat_patch():
-  # A flat patch whose reconstruction carries the opposite structure has
-  # cs <= 0; with relu (tf.image) 0 ** p then gives NaN gradients (tensorflow
-  # issues 50400, 57493).  The floored metric stays finite.
+def test_ms_ssim_gradient_is_finite_on_a_flat_patch():
+  x = tf.fill((1, 176, 176, 3), 128.0)  # no structure at all
+  for start in (tf.fill(x.shape, 128.0),  # a perfect reconstruction
+                128.0 + tf.random.normal(x.shape, stddev=30, seed=4)):
+    y = tf.Variable(start)
+    with tf.GradientTape() as tape:
+      loss = 1 - metrics.ms_ssim_float(x, y)
+    assert np.isfinite(loss.numpy()).all()
+    assert np.all(np.isfinite(tape.gradient(loss, y).numpy()))
+
+
+def test_ms_ssim_gradient_is_finite_where_structure_term_is_negative():
+  # A reconstruction carrying the opposite structure has cs <= 0; with relu
+  # (tf.image) 0 ** p then gives NaN gradients (tensorflow issues 50400,
+  # 57493).  The floored metric stays finite.
   detail = tf.random.normal((1, 176, 176, 3), stddev=20, seed=3)
   x = 128.0 + detail
   y = tf.Variable(128.0 - detail)

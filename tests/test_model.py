@@ -21,6 +21,18 @@ def test_prefix_decodes_to_cascade_reconstruction(height, width):
     np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
 
 
+def test_large_images_code_band_by_band_to_the_same_reconstruction():
+  model = ScalableAutoEncoder(tiny_specs())
+  model.prepare_for_coding()
+  model.band_latent_pixels = 8  # a 150x120 image: one latent row a band
+  image = random_image(150, 120)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  for k in (1, 4):
+    strings, shape = model.compress(image, k)
+    decoded = model.decompress_float(strings[:k], shape)
+    np.testing.assert_allclose(decoded, expected[k - 1][0], atol=1e-3)
+
+
 def test_lower_chunks_do_not_depend_on_upper_layers():
   model = tiny_model()
   image = random_image(40, 40, seed=3)

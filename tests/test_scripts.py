@@ -10,6 +10,7 @@ import train_el1
 import train_el2
 import train_el3
 from sae import checkpoints
+from sae.errors import InputError
 from tests.tiny import write_corpus
 
 pytestmark = pytest.mark.slow
@@ -162,6 +163,16 @@ def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   assert manifest["status"] == "complete"
   partial = checkpoints.ship_weights(ckpt, tmp_path / "w2", 2)
   assert partial["status"] == "interim: el2, el3 not shipped yet"
+  # Shipping again from a checkpoint whose el1 tables are damaged fails with
+  # one error and leaves the weights shipped before as they were.
+  import shutil
+  damaged = shutil.copytree(ckpt, tmp_path / "damaged")
+  checkpoints.tables_path(damaged, 1).write_bytes(b"PK\x03\x04 cut short")
+  before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+  with pytest.raises(InputError, match="tables.npz is damaged"):
+    checkpoints.ship_weights(damaged, shipped)
+  assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "w", "w2"]
   image = random_image(40, 24)
   stream = codec.encode(a, image, 4)
   assert codec.encode(b, image, 4) == stream

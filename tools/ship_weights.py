@@ -4,7 +4,6 @@
         [--note TEXT]
 """
 
-import argparse
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ from sae import checkpoints, cli  # noqa: E402
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__)
+  p = cli.Parser(description=__doc__)
   p.add_argument("src")
   p.add_argument("dst")
   p.add_argument("--layers", type=int, default=None)
