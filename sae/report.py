@@ -6,7 +6,8 @@ interpolated linearly in log rate between its measured points (and
 extrapolated from its end segment, flagged, outside them).
 
     python -m sae.report [--sae results/kodak/sae-mse.json ...]
-        [--training weights/mse ...] [--out FILE]
+        [--training weights/mse ...] [--rate-against checkpoints/mse]
+        [--out FILE]
 
 prints one Markdown table per results file (the README's), the trend of
 each layer's validation loss with --training, and with --out writes the
@@ -108,6 +109,34 @@ def validation_trend(val_csv, window=10_000) -> dict:
               loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
 
 
+def rate_at_matched_steps(log_csv, reference_csv, window=1000) -> dict:
+  """Training bpp of a layer beside another run's at the same steps.
+
+  DESIGN.md asks for each MS-SSIM lambda to put its layer near the MSE
+  model's rate; a short run is judged by its mean training bpp over the last
+  ``window`` steps it has, against the reference run (the MSE model's
+  log.csv of the same layer) over the very same steps.  None when the
+  files share no such steps yet.
+  """
+  def bpp_by_step(path):
+    with pathlib.Path(path).open() as f:
+      try:
+        return {int(r["step"]): float(r["bpp"]) for r in csv.DictReader(f)
+                if r.get("step") and r.get("bpp")}
+      except KeyError as e:
+        raise InputError(f"{str(path)!r} has no column {e}") from None
+
+  run, reference = bpp_by_step(log_csv), bpp_by_step(reference_csv)
+  common = sorted(set(run) & set(reference))
+  if not common:
+    return None
+  steps = [s for s in common if s > common[-1] - window]
+  bpp = float(np.mean([run[s] for s in steps]))
+  reference_bpp = float(np.mean([reference[s] for s in steps]))
+  return dict(first_step=steps[0], last_step=steps[-1], bpp=bpp,
+              reference_bpp=reference_bpp, ratio=bpp / reference_bpp)
+
+
 def parser() -> argparse.ArgumentParser:
   p = cli.Parser(
       prog="python -m sae.report", description=__doc__,
@@ -119,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--training", nargs="*", default=(),
                  help="weights or checkpoint folders: the validation loss "
                  "trend of each layer (<layer>/val.csv)")
+  p.add_argument("--rate-against", default=None, metavar="DIR",
+                 help="with --training: each layer's training bpp beside "
+                 "this run's at the same steps (choosing MS-SSIM lambdas)")
   p.add_argument("--out", default=None, help="also write the numbers as JSON")
   return p
 
@@ -155,9 +187,30 @@ def run(args) -> int:
             f"loss {100 * t['loss_change_per_10k_steps']:+.2f} % per 10k "
             f"steps over the last 10k ({t['points']} points)")
     report[str(folder)] = dict(validation=trends)
+    if args.rate_against:
+      report[str(folder)]["rate_against"] = _rates_against(
+          folder, args.rate_against)
   if args.out:
     atomic_write(args.out, (json.dumps(report, indent=2) + "\n").encode())
   return 0
+
+
+def _rates_against(folder, reference) -> dict:
+  """Prints and returns rate_at_matched_steps for every layer in both."""
+  rates = {}
+  for k in range(len(LAYER_NAMES)):
+    logs = [pathlib.Path(f) / layer_name(k) / "log.csv"
+            for f in (folder, reference)]
+    if not all(log.is_file() for log in logs):
+      continue
+    r = rate_at_matched_steps(*logs)
+    if r is None:
+      continue
+    rates[layer_name(k)] = r
+    print(f"{folder} {layer_name(k)}: training bpp {r['bpp']:.4f} over "
+          f"steps {r['first_step']}-{r['last_step']}, {reference} "
+          f"{r['reference_bpp']:.4f} ({100 * (r['ratio'] - 1):+.1f} %)")
+  return rates
 
 
 def main(argv=None) -> int:

@@ -73,3 +73,22 @@ def test_validation_trend_fits_the_last_10k_steps(tmp_path, capsys):
   assert report.main(["--training", str(tmp_path / "w")]) == 0
   out = capsys.readouterr().out
   assert "-1.02 % per 10k steps" in out and "el1: no validation yet" in out
+
+
+def test_rate_against_compares_training_bpp_at_the_same_steps(tmp_path, capsys):
+  def log(folder, bpp_of_step, last):
+    layer = tmp_path / folder / "base"
+    layer.mkdir(parents=True)
+    rows = ["step,loss,bpp,mse,psnr,lr,seconds"] + [
+        f"{s},1,{bpp_of_step(s)},200,25,1e-3,{s}" for s in range(100, last + 1, 100)]
+    (layer / "log.csv").write_text("\n".join(rows) + "\n")
+    return layer / "log.csv"
+
+  short = log("ms-ssim", lambda s: 0.3 if s > 2000 else 0.9, 3000)
+  long = log("mse", lambda s: 0.2 if s > 2000 else 0.5, 60_000)
+  r = report.rate_at_matched_steps(short, long)
+  assert (r["first_step"], r["last_step"]) == (2100, 3000)
+  assert r["ratio"] == pytest.approx(1.5)
+  assert report.main(["--training", str(tmp_path / "ms-ssim"),
+                      "--rate-against", str(tmp_path / "mse")]) == 0
+  assert "training bpp 0.3000 over steps 2100-3000" in capsys.readouterr().out
