@@ -164,7 +164,8 @@ def load_model(root=None, num_layers=None, prepare=True):
 
 
 def ship_weights(src, dst, num_layers=None, note=None) -> dict:
-  """Copies the weights of layers 0..n-1 from a checkpoint directory.
+  """Copies the weights of layers 0..n-1 from a checkpoint directory (by
+  default the layers that finished training).
 
   Writes ``dst/config.json``, ``dst/<layer>/weights.*``, ``state.json`` and
   ``log.csv``, ``val.csv`` (no optimizer state), and ``dst/manifest.json``
@@ -198,7 +199,13 @@ def _ship_into(src, dst, num_layers, note) -> dict:
   from sae.model import ScalableAutoEncoder
   config = read_config(src)
   have = available_layers(src)
-  num_layers = have if num_layers is None else num_layers
+  if num_layers is None:  # the finished layers: never one still training
+    num_layers = 0
+    while num_layers < have and read_state(src, num_layers).get("finished"):
+      num_layers += 1
+    if num_layers == 0:
+      raise InputError(f"{src} has no finished layer; pass --layers N to "
+                       "ship unfinished ones")
   if not 1 <= num_layers <= have:
     raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
   config = config.prefix(num_layers)

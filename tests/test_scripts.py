@@ -173,6 +173,14 @@ def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
     checkpoints.ship_weights(damaged, shipped)
   assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
   assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "w", "w2"]
+  # By default only finished layers ship: el2 still training stays behind
+  # unless it is named.
+  training = shutil.copytree(ckpt, tmp_path / "training")
+  state = checkpoints.read_state(training, 2)
+  checkpoints.write_state(training, 2, dict(state, finished=False))
+  assert len(checkpoints.ship_weights(training, tmp_path / "w3")["layers"]) == 2
+  named = checkpoints.ship_weights(training, tmp_path / "w3", 3)
+  assert named["status"] == "interim: el2 still training; el3 not shipped yet"
   image = random_image(40, 24)
   stream = codec.encode(a, image, 4)
   assert codec.encode(b, image, 4) == stream

@@ -18,7 +18,10 @@ def main(argv=None) -> int:
   p = cli.Parser(description=__doc__)
   p.add_argument("src")
   p.add_argument("dst")
-  p.add_argument("--layers", type=int, default=None)
+  p.add_argument("--layers", type=int, default=None,
+                 help="layers to ship (default: those that finished "
+                 "training; a layer still training is shipped only when "
+                 "named)")
   p.add_argument("--note", default=None,
                  help="recorded in the manifest, e.g. how lambdas were chosen")
   args = p.parse_args(argv)

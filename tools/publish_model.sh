@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Ships a model's finished layers and remakes every number and figure that
+# depends on them: the Kodak results JSON (and decoded PNGs), the report
+# beside the paper's curve, layered JPEG 2000 at the model's own rates (MSE
+# model), the RD, training and visual figures, and the BD-rates.
+#
+#   tools/publish_model.sh mse|ms-ssim [ship_weights options, e.g. --note TEXT]
+#
+# Kodak is read from $KODAK (default ../shared/data/kodak). The README's
+# tables are then updated from what it prints.
+set -euo pipefail
+usage="usage: tools/publish_model.sh mse|ms-ssim [--note TEXT] [--layers N]"
+model=${1:?$usage}
+shift
+case "$model" in mse|ms-ssim) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
+cd "$(dirname "$0")/.."
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+kodak=${KODAK:-../shared/data/kodak}
+weights=weights/$model
+results=results/kodak/sae-$model.json
+recon=results/kodak/recon-$model  # not committed (.gitignore)
+
+python tools/ship_weights.py "checkpoints/$model" "$weights" "$@"
+layers=$(python -c 'import sys; from sae import checkpoints
+print(checkpoints.available_layers(sys.argv[1]))' "$weights")
+if [ "$layers" -eq 1 ]; then script=test_base.py; else script=test_el$((layers - 1)).py; fi
+python "$script" --weights "$weights" --kodak "$kodak" --out "$results" \
+    --recon-dir "$recon" --no-progress
+python -m sae.report --sae "$results" --training "checkpoints/$model" \
+    --out "results/kodak/report-$model.json"
+if [ "$model" = mse ]; then
+  # The classical scalable codec at SAE's own rates, once all four layers
+  # exist (until then results/kodak/jpeg2000-layers.json keeps the paper's).
+  if [ "$layers" -eq 4 ]; then
+    python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
+        --sae-results "$results" --no-progress
+  fi
+  python -m sae.plots --training "checkpoints/$model" --recon-dir "$recon" \
+      --images "$kodak"
+else
+  python -m sae.plots --training "checkpoints/$model"
+fi
+python -m sae.bdrate --markdown --paper
