@@ -47,7 +47,7 @@ def _save(fig, path) -> None:
 
 
 def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
-              xlim=(0.0, 3.5), title="Kodak (24 images)") -> None:
+              xlim=(0.0, 3.5), title="Kodak (24 images)") -> Figure:
   """Draws quality vs true bpp of every curve given and writes a PNG.
 
   Args:
@@ -59,6 +59,9 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
       the published SAE curves out.
     xlim: bpp range shown.
     title: figure title.
+
+  Returns:
+    The figure written (tests read its curves).
 
   Raises:
     ValueError: unknown metric.
@@ -126,6 +129,7 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
   else:
     ax.text(0.5, 0.5, "no results yet", transform=ax.transAxes, ha="center")
   _save(fig, out)
+  return fig
 
 
 def _find_row(summary, stem, path):

@@ -38,8 +38,22 @@ def test_rd_figure_is_written(tmp_path, metric):
                  [25.5, 27.5, 30.0])
   out = tmp_path / "figs" / "rd.png"
   out.parent.mkdir()
-  plots.rd_figure(metric, out, [sae], [jpeg, layers], _anchors())
+  fig = plots.rd_figure(metric, out, [sae], [jpeg, layers], _anchors())
   assert out.read_bytes().startswith(PNG)
+  ax = fig.axes[0]
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  sae_line = lines["SAE (this port): sae-mse"]
+  np.testing.assert_allclose(sae_line.get_xdata(), [0.1, 0.3, 0.8])
+  expected = [25.5, 27.5, 30.0] if metric == "psnr-rgb" else [
+      1 - 10 ** (-p / 20) for p in (25.5, 27.5, 30.0)]
+  np.testing.assert_allclose(sae_line.get_ydata(), expected)
+  assert "JPEG" in lines and "JPEG 2000, quality layers (one stream)" in lines
+  if _anchors() is not None:  # the paper's curve at true rate is cited
+    assert any("true rate" in label and curves.PAPER_CITATION in label
+               for label in lines)
+  assert "bits per pixel" in ax.get_xlabel()
+  assert ax.get_ylim()[0] <= min(sae_line.get_ydata())
+  assert [t.get_text() for t in ax.texts] == ["p0", "p1", "p2"]  # layers
 
 
 def test_rd_figure_without_any_results(tmp_path):
