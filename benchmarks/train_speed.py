@@ -2,7 +2,8 @@
 
     python benchmarks/train_speed.py --layers 0 3 --steps 50
 
-Paper preset (48 filters), batch 8, 256x256 crops from --corpus.  Lower
+Paper preset (48 filters), batch 8, 256x256 crops from --corpus, loss with
+--metric (mse or ms-ssim).  Lower
 layers use their initial weights (speed does not depend on their values).
 Pause background training while measuring.
 """
@@ -24,8 +25,8 @@ from sae.model import ScalableAutoEncoder  # noqa: E402
 
 
 def measure(k, args):
-  preset = get_preset("paper")
-  model = ScalableAutoEncoder(preset.layers[:k + 1])
+  preset = get_preset("paper", args.metric)
+  model = ScalableAutoEncoder(preset.layers[:k + 1], metric=args.metric)
   for codec in model.codecs[:k]:
     codec.prepare_for_coding()
   variables = model.set_trainable_layer(k)
@@ -64,6 +65,8 @@ def main(argv=None):
   p.add_argument("--batch-size", type=int, default=8)
   p.add_argument("--patch-size", type=int, default=256)
   p.add_argument("--corpus", default="../shared/data/train")
+  p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
+                 help="distortion of the loss (its cost is part of a step)")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
   p.add_argument("--lower-per-crop", action="store_true",
                  help="ELs: run the lower layers on every crop (train.py "

@@ -65,3 +65,25 @@ def test_small_images_use_fewer_scales():
   assert metrics.num_scales(64, 64) == 3
   a = np.full((20, 20, 3), 100, np.uint8)
   assert metrics.ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_separable_ssim_matches_tf_image_per_channel():
+  # The per-scale statistics every MS-SSIM here is built from, against
+  # tf.image's own (2-D window) computation, on a batch of two.
+  rng = np.random.default_rng(1)
+  x = tf.constant(rng.uniform(0, 255, (2, 40, 33, 3)), tf.float32)
+  y = tf.clip_by_value(x + tf.constant(rng.normal(0, 15, x.shape), tf.float32), 0, 255)
+  ssim, cs = metrics.ssim_per_channel(x, y)
+  assert ssim.shape == cs.shape == (2, 3)
+  expected = tf.image.ssim(x, y, 255)  # the mean over channels
+  np.testing.assert_allclose(tf.reduce_mean(ssim, -1), expected, atol=1e-5)
+  assert not np.allclose(ssim, 1.0)
+
+
+def test_images_smaller_than_the_window_are_measured():
+  a = np.full((5, 7, 3), 100, np.uint8)
+  b = a.copy()
+  b[2, 3] = 140
+  assert metrics.ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
+  assert 0 < metrics.ms_ssim(a, b) < 1
+  assert 0 < metrics.ms_ssim(a[:1, :1], b[:1, :1] + 1) <= 1
