@@ -78,6 +78,8 @@ def main(argv=None):
   p.add_argument("--limit", type=int, default=None, help="first N images")
   args = p.parse_args(argv)
 
+  print("command: python benchmarks/codec_speed.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]))
   from sae import checkpoints, codec, metrics
   from sae.classical import Jpeg2000
   from sae.data import list_images, load_image

@@ -73,6 +73,8 @@ def main(argv=None):
   if args.child:
     child(args)
     return 0
+  print("command: python benchmarks/peak_memory.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]))
   cmd = [sys.executable, __file__, "--child", "--weights", args.weights,
          "--image", args.image, "--size", str(args.size)]
   if args.layers:

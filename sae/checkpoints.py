@@ -108,8 +108,22 @@ def write_config(root, config: ModelConfig) -> None:
 
 
 def read_state(root, k) -> dict:
+  """The training record of layer ``k`` ({} before its first checkpoint).
+
+  Raises:
+    sae.errors.InputError: the record is not a JSON object.
+  """
   path = layer_dir(root, k) / "state.json"
-  return json.loads(path.read_text()) if path.is_file() else {}
+  if not path.is_file():
+    return {}
+  try:
+    state = json.loads(path.read_text())
+  except (ValueError, UnicodeDecodeError) as e:
+    raise InputError(f"{path} is damaged ({e}); restore it from version "
+                     "control or remove the layer's folder to retrain it") from None
+  if not isinstance(state, dict):
+    raise InputError(f"{path} is damaged (not a JSON object)")
+  return state
 
 
 def write_state(root, k, state: dict) -> None:

@@ -23,7 +23,7 @@ import warnings
 from sae import bitstream
 from sae.cli import Parser, guarded, quiet_tensorflow
 from sae.errors import InputError
-from sae.fileio import atomic_write
+from sae.fileio import atomic_write, check_output
 
 
 def _layer_count(text):
@@ -87,7 +87,7 @@ def _run(args) -> int:
 
 
 def truncate(args) -> int:
-  _check_output(args.output)
+  check_output(args.output)
   atomic_write(args.output, bitstream.truncate(_read_stream(args.input),
                                                args.layers))
   return 0
@@ -110,7 +110,7 @@ def info(args) -> int:
 
 
 def compress(args) -> int:
-  _check_output(args.output)
+  check_output(args.output)
   width, height = _probe_image(args.input)
   _check_image_size(args.input, height, width)
   quiet_tensorflow()
@@ -124,7 +124,7 @@ def compress(args) -> int:
 
 
 def decompress(args) -> int:
-  _check_output(args.output)
+  check_output(args.output)
   data = _read_stream(args.input)
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
@@ -141,7 +141,7 @@ def decompress(args) -> int:
 
 def export(args) -> int:
   out = pathlib.Path(args.output)
-  _check_output(out, directory_ok=True)
+  check_output(out, directory_ok=True)
   quiet_tensorflow()
   from sae import export as export_lib
   export_lib.save(load_model(_weights_root(args.weights)), out)
@@ -149,16 +149,6 @@ def export(args) -> int:
 
 
 # Inputs and outputs.
-
-
-def _check_output(path, directory_ok=False) -> None:
-  """Refuses an output path that cannot be written, before any work."""
-  path = pathlib.Path(path)
-  parent = path.parent if str(path.parent) else pathlib.Path(".")
-  if not parent.is_dir():
-    raise InputError(f"output directory {str(parent)!r} does not exist")
-  if path.is_dir() and not directory_ok:
-    raise InputError(f"output {str(path)!r} is a directory")
 
 
 def _read_stream(path) -> bytes:

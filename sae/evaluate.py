@@ -16,7 +16,7 @@ import tqdm
 from sae import checkpoints, cli, codec, kodak, metrics
 from sae.config import layer_name
 from sae.data import load_image, save_png
-from sae.fileio import atomic_write
+from sae.fileio import atomic_write, check_output
 
 
 def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
@@ -75,6 +75,8 @@ def format_table(summary) -> str:
 
 def run(num_layers: int, args) -> int:
   """Evaluates layers 0..num_layers-1 as the test scripts' options say."""
+  if args.out:
+    check_output(args.out)
   # Weights first: a missing layer is named even offline, before a download.
   weights = args.weights or checkpoints.DEFAULT_WEIGHTS
   model = checkpoints.load_model(weights, num_layers)

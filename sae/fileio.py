@@ -7,16 +7,32 @@ import tempfile
 from sae.errors import InputError
 
 
-def atomic_write(path, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary file and a rename.
+def check_output(path, directory_ok=False) -> pathlib.Path:
+  """Refuses an output path that cannot be written; returns its folder.
+
+  Called before any long work, so a typo fails at once, not at the end.
 
   Raises:
-    sae.errors.InputError: the output directory does not exist.
+    sae.errors.InputError: the output directory does not exist, or the
+      output is a directory (unless ``directory_ok``).
   """
   path = pathlib.Path(path)
   parent = path.parent if str(path.parent) else pathlib.Path(".")
   if not parent.is_dir():
     raise InputError(f"output directory {str(parent)!r} does not exist")
+  if path.is_dir() and not directory_ok:
+    raise InputError(f"output {str(path)!r} is a directory")
+  return parent
+
+
+def atomic_write(path, data: bytes) -> None:
+  """Writes ``data`` to ``path`` through a temporary file and a rename.
+
+  Raises:
+    sae.errors.InputError: see check_output.
+  """
+  path = pathlib.Path(path)
+  parent = check_output(path)
   fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     # mkstemp creates 0600; give the file the permissions open() would.

@@ -43,10 +43,12 @@ def _resolve_config(args, k) -> ModelConfig:
                        f"not {args.metric}")
     # Layers already on disk keep their recorded specs; they must fit the
     # architecture of this preset.
-    n_saved = min(len(saved.layers), k + 1)
-    if not same_architecture(saved.layers[:n_saved], specs[:n_saved]):
-      raise InputError(f"{root} holds layers of another architecture than "
-                       f"preset {args.preset!r}")
+    for i, (have, want) in enumerate(zip(saved.layers[:k + 1], specs)):
+      if not same_architecture([have], [want]):
+        raise InputError(
+            f"{layer_name(i)} in {root} has {have.conv_filters} filters and "
+            f"{have.latent_channels} latent channels; preset {args.preset!r} "
+            f"has {want.conv_filters} and {want.latent_channels}")
     specs[:k] = saved.layers[:k]
     if _has_training_state(root, k) and k < len(saved.layers):
       recorded = saved.layers[k]
@@ -102,7 +104,20 @@ def _has_training_state(root, k) -> bool:
 
 
 def run(k: int, args: argparse.Namespace) -> int:
-  """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0."""
+  """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0.
+
+  SIGTERM (a scheduler's stop) is Ctrl-C from the start, so a stop during
+  start-up (restoring and coding the lower layers takes minutes) also ends
+  with the interrupted status; once training runs, it saves first.
+  """
+  previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+  try:
+    return _train(k, args)
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _train(k: int, args: argparse.Namespace) -> int:
   # Wall time counts start-up too (restoring and coding the lower layers).
   t_start = time.monotonic()
   config = _resolve_config(args, k)
@@ -185,8 +200,7 @@ def run(k: int, args: argparse.Namespace) -> int:
                   disable=not args.progress, dynamic_ncols=True)
   iterator = iter(dist_dataset)
   running, t_ckpt, t0 = [], time.monotonic(), t_start
-  # Ctrl-C or SIGTERM (a scheduler's stop) saves before leaving.
-  previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+  # Ctrl-C or SIGTERM (see run) saves before leaving.
   try:
     for step in range(start, args.steps):
       values = train_step(next(iterator)).numpy()
@@ -230,8 +244,6 @@ def run(k: int, args: argparse.Namespace) -> int:
     bar.close()
     _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
     raise
-  finally:
-    signal.signal(signal.SIGTERM, previous_handler)
   bar.close()
   elapsed = _checkpoint(manager, optimizer, model, write_root, k, state, elapsed, t0)
 

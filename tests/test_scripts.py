@@ -127,7 +127,9 @@ def test_other_architecture_is_refused(trained, capsys):
                          "--checkpoint-dir", str(ckpt), "--steps", "1",
                          "--no-progress"])
   assert code == 2
-  assert "architecture" in capsys.readouterr().err
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: base in ")
+  assert "preset 'paper' has 48 and 48" in err[0]
 
 
 def test_bad_arguments_exit_2(capsys):
@@ -142,6 +144,30 @@ def test_missing_weights_folder(tmp_path, capsys):
   assert test_el3.main(["--kodak", str(corpus), "--weights",
                         str(tmp_path / "none"), "--no-progress"]) == 2
   assert "not a weights folder" in capsys.readouterr().err
+
+
+def test_missing_output_folder_is_refused_before_evaluating(tmp_path, capsys):
+  out = tmp_path / "no" / "such" / "results.json"
+  # The weights folder does not exist either: the output is checked first.
+  assert test_el3.main(["--kodak", str(tmp_path), "--weights",
+                        str(tmp_path / "none"), "--out", str(out),
+                        "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "output directory" in err[0]
+
+
+def test_damaged_training_record_is_a_one_line_error(tmp_path, capsys):
+  corpus = write_corpus(tmp_path / "c", [(64, 64)])
+  state = tmp_path / "ck" / "base" / "state.json"
+  state.parent.mkdir(parents=True)
+  state.write_text('{"steps": 12, "fini')
+  code = train_base.main(["--preset", "tiny", "--corpus", str(corpus),
+                          "--checkpoint-dir", str(tmp_path / "ck"),
+                          "--steps", "1", "--no-progress"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1
+  assert err[0].startswith("error: ") and "state.json is damaged" in err[0]
+  assert state.read_text() == '{"steps": 12, "fini'  # left for the user
 
 
 def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):

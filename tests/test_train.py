@@ -1,6 +1,10 @@
 import argparse
 import json
+import os
+import signal
 import types
+
+import pytest
 
 from sae import distribute, train
 
@@ -61,3 +65,17 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     train._checkpoint(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
   assert checkpoints.read_state(tmp_path, 0) == before
   assert len(manager.checkpoints) == 1
+
+
+def test_sigterm_during_start_up_is_an_interruption(monkeypatch):
+  # Start-up (restoring and coding the lower layers) takes minutes; a stop
+  # then must end as an interruption (exit 2), not kill the process.
+  def start_up(k, args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise AssertionError("SIGTERM did not interrupt")
+
+  monkeypatch.setattr(train, "_train", start_up)
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(KeyboardInterrupt):
+    train.run(0, argparse.Namespace())
+  assert signal.getsignal(signal.SIGTERM) is before
