@@ -106,6 +106,7 @@ def validation_trend(val_csv, window=10_000) -> dict:
   last = {key: float(value) for key, value in rows[-1].items()
           if value not in (None, "")}
   return dict(last=last, points=int(recent.sum()),
+              first_step=int(steps[recent][0]),
               loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
 
 
@@ -185,7 +186,8 @@ def run(args) -> int:
             f"validation loss {t['last']['loss']:.4f}, bpp "
             f"{t['last']['bpp']:.4f}, PSNR {t['last']['psnr']:.2f} dB; "
             f"loss {100 * t['loss_change_per_10k_steps']:+.2f} % per 10k "
-            f"steps over the last 10k ({t['points']} points)")
+            f"steps, fitted over steps {t['first_step']}-"
+            f"{t['last']['step']:.0f} ({t['points']} points)")
     report[str(folder)] = dict(validation=trends)
     if args.rate_against:
       report[str(folder)]["rate_against"] = _rates_against(

@@ -66,13 +66,15 @@ def test_validation_trend_fits_the_last_10k_steps(tmp_path, capsys):
   (layer / "val.csv").write_text("\n".join(rows) + "\n")
   trend = report.validation_trend(layer / "val.csv")
   assert trend["points"] == 11 and trend["last"]["step"] == 25_000
+  assert trend["first_step"] == 15_000
   assert trend["loss_change_per_10k_steps"] == pytest.approx(-0.01 / 0.985)
   # The layer above has just started: its file holds the header only.
   (tmp_path / "w" / "el1").mkdir()
   (tmp_path / "w" / "el1" / "val.csv").write_text(rows[0] + "\n")
   assert report.main(["--training", str(tmp_path / "w")]) == 0
   out = capsys.readouterr().out
-  assert "-1.02 % per 10k steps" in out and "el1: no validation yet" in out
+  assert "-1.02 % per 10k steps, fitted over steps 15000-25000" in out
+  assert "el1: no validation yet" in out
 
 
 def test_rate_against_compares_training_bpp_at_the_same_steps(tmp_path, capsys):
