@@ -91,12 +91,19 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality) -> float:
     The mean rate change at equal quality: -10 means 10 % fewer bits.
 
   Raises:
-    ValueError: fewer than two points, a non-positive rate, or no common
-      quality range.
+    ValueError: fewer than two points, a non-positive rate, quality that
+      does not rise with rate (then rate is no function of quality: an
+      MS-SSIM-trained model's PSNR levels off), or no common quality range.
   """
   for name, rate in (("anchor_rate", anchor_rate), ("test_rate", test_rate)):
     if np.any(np.asarray(rate, np.float64) <= 0):
       raise ValueError(f"{name} must be positive, got {list(rate)}")
+  for name, rate, quality in (("anchor", anchor_rate, anchor_quality),
+                              ("test", test_rate, test_quality)):
+    _, quality = _sorted_xy(rate, quality)
+    if np.any(np.diff(quality) <= 0):
+      raise ValueError(f"the {name}'s quality does not rise with its rate "
+                       f"({', '.join(f'{q:.4g}' for q in quality)})")
   gap = _mean_gap(anchor_quality, np.log(anchor_rate), test_quality,
                   np.log(test_rate))
   return 100.0 * math.expm1(gap)
@@ -131,19 +138,21 @@ def _relative(path) -> str:
 def compare(test: curves.Curve, anchor: curves.Curve) -> dict:
   """BD-rate and BD-quality of ``test`` against ``anchor``, PSNR and MS-SSIM.
 
-  A comparison the curves do not support (no common range) is None.
+  A delta the curves do not support (no common range; for BD-rate, quality
+  that does not rise with rate) is None, and ``<quality>_note`` says why.
   """
   row = {"test": test.name, "test_source": _relative(test.source),
          "anchor": anchor.name, "anchor_source": _relative(anchor.source)}
   for key, quality in (("psnr", lambda c: c.psnr),
                        ("ms_ssim", lambda c: ms_ssim_db(c.ms_ssim))):
     args = (anchor.bpp, quality(anchor), test.bpp, quality(test))
-    try:
-      row[f"bd_rate_{key}_percent"] = bd_rate(*args)
-      row[f"bd_{key}_db"] = bd_quality(*args)
-    except ValueError as e:
-      row[f"bd_rate_{key}_percent"] = row[f"bd_{key}_db"] = None
-      row[f"{key}_note"] = str(e)
+    for name, delta in ((f"bd_rate_{key}_percent", bd_rate),
+                        (f"bd_{key}_db", bd_quality)):
+      try:
+        row[name] = delta(*args)
+      except ValueError as e:
+        row[name] = None
+        row.setdefault(f"{key}_note", str(e))
   return row
 
 
@@ -197,8 +206,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--sae", nargs="*", default=None,
                  help="SAE results JSONs (default: <results-dir>/sae*.json)")
   p.add_argument("--paper", action="store_true",
-                 help="also compare the paper's SAE curve at true rate "
-                 "(always, when there are no SAE results)")
+                 help="also compare the paper's SAE curves at true rate, "
+                 "its MSE and its MS-SSIM model (the MSE one always, when "
+                 "there are no SAE results)")
   p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS),
                  help="paper-sae-kodak-supp-metrics.json")
   p.add_argument("--out", default=None,
@@ -226,11 +236,13 @@ def run(args) -> int:
                      "python -m sae.bench first")
   sae_paths = sae_results(args.results_dir) if args.sae is None else args.sae
   tests = [curves.load_results(p) for p in sae_paths]
-  if args.paper or not tests:
-    if not tests:
-      print("notice: no SAE results; comparing the paper's SAE curve at true "
-            f"rate ({curves.PAPER_CITATION}) instead", file=sys.stderr)
+  if not tests:
+    print("notice: no SAE results; comparing the paper's SAE curve at true "
+          f"rate ({curves.PAPER_CITATION}) instead", file=sys.stderr)
     tests.append(curves.paper_sae(args.paper_anchors, true_rate=True))
+  elif args.paper:
+    tests += [curves.paper_sae(args.paper_anchors, model, true_rate=True)
+              for model in ("mse", "ms-ssim")]
   rows = [compare(t, a) for t in tests for a in anchors]
   out = args.out or pathlib.Path(args.results_dir) / "bd-rates.json"
   description = DESCRIPTION

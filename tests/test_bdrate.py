@@ -89,3 +89,37 @@ def test_cli_writes_bd_rates(tmp_path, capsys):
 def test_cli_without_codec_results_fails(tmp_path, capsys):
   assert bdrate.main(["--results-dir", str(tmp_path)]) == 2
   assert capsys.readouterr().err.startswith("error: no codec results")
+
+
+def test_paper_flag_adds_both_published_models(tmp_path, capsys):
+  ms_ssim = 1 - 10 ** (-PSNR / 20)
+  _results(tmp_path / "jpeg.json", "jpeg", 2 * RATES, PSNR, ms_ssim)
+  _results(tmp_path / "sae-mse.json", "sae-mse", RATES, PSNR, ms_ssim)
+  layers = [dict(layer=f"l{i}", bpp_published_x3=float(r),
+                 bpp_published=float(r) / 3, psnr_rgb=float(q),
+                 ms_ssim_rgb=float(m))
+            for i, (r, q, m) in enumerate(zip(RATES, PSNR, ms_ssim))]
+  anchors = tmp_path / "paper.json"
+  anchors.write_text(json.dumps({"layers": {"mse": layers,
+                                            "ms-ssim": layers[:4]}}))
+  assert bdrate.main(["--results-dir", str(tmp_path), "--paper",
+                      "--paper-anchors", str(anchors)]) == 0
+  rows = json.loads((tmp_path / "bd-rates.json").read_text())["comparisons"]
+  assert [r["test"] for r in rows] == [
+      "sae-mse", "sae-paper-mse-true-rate", "sae-paper-ms-ssim-true-rate"]
+  # The published curve at true rate is the test curve: rates equal.
+  assert rows[1]["bd_rate_psnr_percent"] == pytest.approx(-50, abs=0.1)
+
+
+def test_quality_that_falls_with_rate_has_no_bd_rate():
+  # An MS-SSIM-trained model's PSNR levels off and may dip (the paper's
+  # MS-SSIM SAE: 27.54 dB at 1.78 bpp, 27.51 at 3.26): rate is then no
+  # function of quality, and a fit of one would give nonsense.
+  dipping = PSNR.copy()
+  dipping[-1] = dipping[-2] - 0.05
+  with pytest.raises(ValueError, match="test's quality does not rise"):
+    bdrate.bd_rate(RATES, PSNR, RATES, dipping)
+  with pytest.raises(ValueError, match="anchor's quality does not rise"):
+    bdrate.bd_rate(RATES, dipping, RATES, PSNR)
+  # BD-quality (quality as a function of rate) is still defined.
+  assert bdrate.bd_quality(RATES, PSNR, RATES, dipping) < 0
