@@ -93,4 +93,24 @@ def test_rate_against_compares_training_bpp_at_the_same_steps(tmp_path, capsys):
   assert r["ratio"] == pytest.approx(1.5)
   assert report.main(["--training", str(tmp_path / "ms-ssim"),
                       "--rate-against", str(tmp_path / "mse")]) == 0
-  assert "training bpp 0.3000 over steps 2100-3000" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "training bpp 0.3000 over steps 2100-3000" in out
+  assert "validation" not in out  # no val.csv yet
+
+  def val(folder, bpp_of_step, last):
+    rows = ["step,loss,bpp,mse,psnr"] + [
+        f"{s},1,{bpp_of_step(s)},200,25" for s in range(1000, last + 1, 1000)]
+    (tmp_path / folder / "base" / "val.csv").write_text("\n".join(rows) + "\n")
+
+  val("ms-ssim", lambda s: 0.19 if s == 3000 else 0.5, 3000)
+  val("mse", lambda s: 0.2 if s == 3000 else 0.3, 60_000)
+  out_json = tmp_path / "rates.json"
+  assert report.main(["--training", str(tmp_path / "ms-ssim"),
+                      "--rate-against", str(tmp_path / "mse"),
+                      "--out", str(out_json)]) == 0
+  assert "validation bpp 0.1900 at step 3000" in capsys.readouterr().out
+  rates = json.loads(out_json.read_text())[str(tmp_path / "ms-ssim")]
+  v = rates["rate_against"]["base"]["validation"]
+  assert (v["first_step"], v["last_step"]) == (3000, 3000)
+  assert v["ratio"] == pytest.approx(0.95)
+  assert rates["rate_against"]["base"]["ratio"] == pytest.approx(1.5)
