@@ -79,10 +79,15 @@ PAPER_LAYERS: tuple[LayerSpec, ...] = (
 # el1: 4.3 gave, at step 3000, validation bpp 0.0694 against the MSE el1's
 # 0.1086 (-36 %) and training bpp 16 % below over steps 2200-3100, both still
 # falling.  A rate ratio of about 1.6 with rate ~ lambda^0.5 (between the
-# base's 0.38 and the paper curve's 0.6) gives 4.3 * 1.6^2 = 11.
+# base's 0.38 and the paper curve's 0.6) gave 4.3 * 1.6^2 = 11, which
+# overshot: validation bpp 0.2232 at step 3000 (+106 %), training bpp +51 %
+# over steps 2500-3400.  So el1's validation rate grows as lambda^1.24
+# between 4.3 and 11 (its MS-SSIM gain per bit rises with the rate there);
+# 0.1086 / 0.0694 = 1.56 gives 4.3 * 1.56^(1/1.24) = 6.2, and 6.5 allows
+# for the rate at 4.3 still falling at step 3000.
 PAPER_MS_SSIM_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(48, 48, 2.2, 50),
-    LayerSpec(48, 48, 11.0, 30),
+    LayerSpec(48, 48, 6.5, 30),
     LayerSpec(48, 96, 18.0, 10),
     LayerSpec(48, 144, 55.0, 0.5),
 )
