@@ -17,6 +17,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sae  # noqa: E402,F401  before tensorflow: the oneDNN default users get
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY_NUM_LAYERS = 4
 
