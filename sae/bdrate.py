@@ -200,7 +200,7 @@ DESCRIPTION = (
 def parser() -> argparse.ArgumentParser:
   p = cli.Parser(
       prog="python -m sae.bdrate", description="BD-rate of SAE against the classical codecs' results.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=cli.HelpFormatter)
   p.add_argument("--results-dir", default="results/kodak",
                  help="holds <codec>.json from sae.bench (the anchors)")
   p.add_argument("--sae", nargs="*", default=None,

@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
   p = cli.Parser(
       prog="python -m sae.bench", description="Measure classical codecs with SAE's evaluation protocol; "
       "one results JSON per codec.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=cli.HelpFormatter)
   p.add_argument("--images", default=cli.DEFAULT_KODAK,
                  help="image folder; the default folder gets the 24 Kodak "
                  "images downloaded when it holds none")

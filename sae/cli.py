@@ -24,6 +24,17 @@ class Parser(argparse.ArgumentParser):
     raise SystemExit(_fail(message))
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows a default only where it says something: not for flags, not None
+  (the help text then says what happens), not twice where the help does."""
+
+  def _get_help_string(self, action):
+    text = action.help or ""
+    if action.nargs == 0 or action.default is None or "default" in text:
+      return text
+    return super()._get_help_string(action)
+
+
 def _fail(message: str) -> int:
   # The contract is one line; some library messages span several.
   print(f"error: {' '.join(message.split())}", file=sys.stderr)
@@ -54,7 +65,7 @@ def _fraction(text):
 def train_parser(k: int) -> argparse.ArgumentParser:
   p = Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
               "layers 0..k-1 restored from --checkpoint-dir and frozen.",
-              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+              formatter_class=HelpFormatter)
   p.add_argument("--corpus", default=DEFAULT_CORPUS,
                  help="folder of training PNG/JPEG images (any sizes)")
   p.add_argument("--checkpoint-dir", default="checkpoints/mse",
@@ -71,8 +82,10 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="peak learning rate (default: the table's, 1e-3)")
   p.add_argument("--lr-decay-at", type=_fraction, default=0.8,
                  help="fraction of --steps after which the rate drops 10x")
-  p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse")
-  p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
+  p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
+                 help="distortion of the total reconstruction in the loss")
+  p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
+                 help="layer table: the paper's, or a tiny one for tests")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
   p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
@@ -89,15 +102,17 @@ def train_parser(k: int) -> argparse.ArgumentParser:
   p.add_argument("--checkpoint-steps", type=_positive, default=None,
                  help="steps between checkpoints instead (default 1000 "
                  "with --distribute multi-worker)")
-  p.add_argument("--seed", type=int, default=None)
-  p.add_argument("--no-progress", dest="progress", action="store_false")
+  p.add_argument("--seed", type=int, default=None,
+                 help="seed of the training crops (default: random)")
+  p.add_argument("--no-progress", dest="progress", action="store_false",
+                 help="no progress bar (for logs)")
   return p
 
 
 def test_parser(k: int) -> argparse.ArgumentParser:
   p = Parser(description=f"Evaluate SAE layers 0..{k} (base.."
               f"{layer_name(k)}) on a folder of images, each at its own size.",
-              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+              formatter_class=HelpFormatter)
   p.add_argument("--kodak", default=DEFAULT_KODAK,
                  help="image folder; the 24 Kodak images are downloaded here "
                  "when it holds none")

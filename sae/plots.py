@@ -291,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
   p = cli.Parser(
       prog="python -m sae.plots", description="RD figures (PSNR-RGB, MS-SSIM-RGB vs bpp) and a visual "
       "comparison, from the results that exist.",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=cli.HelpFormatter)
   p.add_argument("--results-dir", default="results/kodak",
                  help="holds <codec>.json (sae.bench) and sae*.json")
   p.add_argument("--sae", nargs="*", default=None,

@@ -1,0 +1,45 @@
+"""The shared argument parsing: help text and the one-line error contract."""
+
+import re
+
+import pytest
+
+from sae import bdrate, bench, cli, plots
+
+PARSERS = {
+    "train_el1": lambda: cli.train_parser(1),
+    "test_el3": lambda: cli.test_parser(3),
+    "bdrate": bdrate.parser,
+    "bench": bench.parser,
+    "plots": plots.parser,
+}
+
+
+def _help(name):
+  # Joined into one line: argparse wraps at the terminal width.
+  return " ".join(PARSERS[name]().format_help().split())
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_help_shows_no_empty_flag_or_doubled_defaults(name):
+  text = _help(name)
+  for noise in ("(default: None)", "(default: True)", "(default: False)"):
+    assert noise not in text
+  # An option whose help already names its default gets no second one.
+  assert not re.search(r"default[^()]*\) \(default:", text)
+
+
+def test_help_keeps_the_defaults_that_say_something():
+  text = _help("train_el1")
+  assert "(default: checkpoints/mse)" in text
+  assert "(default: 40000)" in text and "(default: paper)" in text
+  assert "global batch size (default: the preset's, 8 for paper) --" in text
+  assert "(default: shipped weights/mse)" in _help("test_el3")
+
+
+def test_bad_argument_is_one_line_and_status_2(capsys):
+  with pytest.raises(SystemExit) as stop:
+    cli.train_parser(0).parse_args(["--steps", "0"])
+  assert stop.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("error: argument --steps")
