@@ -19,7 +19,11 @@ from typing import NamedTuple, Sequence
 from sae.errors import InputError
 
 MAGIC = b"SAE\x1a"
+# The version written.  Version 1 payloads are tensorflow-compression range
+# codes with its overflow escape; version 2 payloads carry escaped values
+# after the regular symbols (sae/rangecode.py), which bounds decoding time.
 VERSION = 1
+SUPPORTED_VERSIONS = (1, 2)
 MAX_LAYERS = 8
 MAX_SIDE = 8192
 _HEADER = struct.Struct(">4sBBHH")
@@ -48,24 +52,26 @@ def check_size(height: int, width: int) -> None:
     raise StreamError(f"image size {width}x{height} outside 1..{MAX_SIDE}")
 
 
-def _chunk_crc(height, width, index, weights_id, payload) -> int:
-  identity = _HEADER.pack(MAGIC, VERSION, index, height, width)
+def _chunk_crc(version, height, width, index, weights_id, payload) -> int:
+  identity = _HEADER.pack(MAGIC, version, index, height, width)
   return zlib.crc32(payload, zlib.crc32(weights_id, zlib.crc32(identity)))
 
 
 def pack(height: int, width: int, payloads: Sequence[bytes],
-         weights_ids: Sequence[bytes]) -> bytes:
+         weights_ids: Sequence[bytes], version: int = VERSION) -> bytes:
   """Serializes per-layer payloads (layer 0 first) into one stream."""
   check_size(height, width)
+  if version not in SUPPORTED_VERSIONS:
+    raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version}")
   if not 1 <= len(payloads) <= MAX_LAYERS or len(weights_ids) != len(payloads):
     raise ValueError(f"need 1..{MAX_LAYERS} payloads with one id each, got "
                      f"{len(payloads)} payloads and {len(weights_ids)} ids")
-  head = _HEADER.pack(MAGIC, VERSION, len(payloads), height, width)
+  head = _HEADER.pack(MAGIC, version, len(payloads), height, width)
   parts = [head, struct.pack(">I", zlib.crc32(head))]
   for k, (payload, wid) in enumerate(zip(payloads, weights_ids)):
     if len(wid) != 4:
       raise ValueError(f"weights id must be 4 bytes, got {len(wid)}")
-    crc = _chunk_crc(height, width, k, wid, payload)
+    crc = _chunk_crc(version, height, width, k, wid, payload)
     parts += [_CHUNK.pack(len(payload), wid, crc), payload]
   return b"".join(parts)
 
@@ -87,9 +93,10 @@ def unpack(data: bytes) -> Stream:
   (crc,) = struct.unpack_from(">I", data, _HEADER.size)
   if crc != zlib.crc32(data[:_HEADER.size]):
     raise StreamError("stream header is corrupted (checksum mismatch)")
-  if version != VERSION:
+  if version not in SUPPORTED_VERSIONS:
     raise StreamError(f"stream format version {version} is not supported "
-                      f"(this is version {VERSION})")
+                      f"(this decoder reads versions "
+                      f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
   check_size(height, width)
   if not 1 <= layers <= MAX_LAYERS:
     raise StreamError(f"layer count {layers} outside 1..{MAX_LAYERS}")
@@ -104,7 +111,7 @@ def unpack(data: bytes) -> Stream:
                         f"needs {length} bytes, {len(data) - pos} remain")
     payload = bytes(data[pos:pos + length])
     pos += length
-    if crc != _chunk_crc(height, width, k, wid, payload):
+    if crc != _chunk_crc(version, height, width, k, wid, payload):
       raise StreamError(f"layer {k + 1} is corrupted (checksum mismatch)")
     payloads.append(payload)
     ids.append(wid)
@@ -120,7 +127,7 @@ def truncate(data: bytes, num_layers: int) -> bytes:
     raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
                      f"stream, got {num_layers}")
   return pack(stream.height, stream.width, stream.payloads[:num_layers],
-              stream.weights_ids[:num_layers])
+              stream.weights_ids[:num_layers], stream.version)
 
 
 def layer_bytes(data: bytes) -> list:

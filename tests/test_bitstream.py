@@ -89,7 +89,7 @@ def test_every_single_bit_flip_is_refused():
 @pytest.mark.parametrize("head,reason", [
     (b"PNG\x89" + bytes(20), "bad magic"),
     (b"PNG\x89", "bad magic"),
-    (header(version=2), "version 2"),
+    (header(version=3), "version 3"),
     (header(fix_crc=False), "header is corrupted"),
     (header(height=60000, width=60000), "size"),
     (header(height=0), "size"),
