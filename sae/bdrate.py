@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
                  "its MSE and its MS-SSIM model (the MSE one always, when "
                  "there are no SAE results)")
   p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS),
-                 help="paper-sae-kodak-supp-metrics.json")
+                 help="the published points (default: shipped with sae)")
   p.add_argument("--out", default=None,
                  help="output JSON (default: <results-dir>/bd-rates.json)")
   p.add_argument("--markdown", action="store_true",

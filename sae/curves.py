@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 from sae.errors import InputError
 
-# The repository sits beside ../shared (DESIGN.md section 6).
-DEFAULT_PAPER_ANCHORS = (pathlib.Path(__file__).resolve().parents[2] /
-                         "shared" / "anchors" /
-                         "paper-sae-kodak-supp-metrics.json")
+# The paper's published points ship with the package (facts, with their
+# source inside the file): see docs/rate-correction.md.
+DEFAULT_PAPER_ANCHORS = (pathlib.Path(__file__).resolve().parent /
+                         "published" / "paper-sae-kodak.json")
 PAPER_CITATION = "Jia et al. MIPR 2019 supplementary data"
 
 
@@ -71,7 +71,8 @@ def paper_sae(path=DEFAULT_PAPER_ANCHORS, model="mse",
   """SAE as the authors published it (Kodak means of their decoded images).
 
   Args:
-    path: ``paper-sae-kodak-supp-metrics.json`` from the anchors folder.
+    path: the published points, by default sae/published/paper-sae-kodak.json
+      (or the same layout with more fields, e.g. per-image rows).
     model: "mse" or "ms-ssim", the published model.
     true_rate: bits / (H * W), three times the published rate; False gives
       the published figure (bits per pixel per colour channel).

@@ -55,7 +55,7 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
     out: PNG path.
     sae: SAE results JSON paths (each cumulative layer one point).
     codecs: the bench's results JSON paths.
-    paper_anchors: ``paper-sae-kodak-supp-metrics.json``, or None to leave
+    paper_anchors: the published points (curves.paper_sae), or None to leave
       the published SAE curves out.
     xlim: bpp range shown.
     title: figure title.
@@ -297,7 +297,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--sae", nargs="*", default=None,
                  help="SAE results JSONs (default: <results-dir>/sae*.json)")
   p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS),
-                 help="paper-sae-kodak-supp-metrics.json ('' to leave out)")
+                 help="the paper's published points ('' to leave out)")
   p.add_argument("--figs-dir", default="figs")
   p.add_argument("--prefix", default="kodak", help="figure file name prefix")
   p.add_argument("--title", default="Kodak (24 images)",

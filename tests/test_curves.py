@@ -1,6 +1,7 @@
 """Tests of sae.curves: results JSONs and the paper's published curve."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -37,16 +38,30 @@ def test_malformed_results_raise(tmp_path, text):
     curves.load_results(tmp_path / "missing.json")
 
 
-@pytest.mark.skipif(not curves.DEFAULT_PAPER_ANCHORS.is_file(),
-                    reason="../shared/anchors is not here")
 def test_paper_curve_at_true_rate_is_three_times_the_published_rate():
   true = curves.paper_sae(true_rate=True)
   published = curves.paper_sae(true_rate=False)
   assert len(true.bpp) == 5
   assert true.bpp == pytest.approx([3 * b for b in published.bpp], rel=1e-3)
   assert true.psnr == published.psnr
-  # DESIGN.md section 1: base 0.101 bpp, 25.59 dB; +el3 1.606 bpp, 32.82 dB.
+  # Jia et al. supp. data (docs/rate-correction.md): base 0.101 bpp,
+  # 25.59 dB; +el3 1.606 bpp, 32.82 dB.
   assert (true.bpp[0], true.psnr[0]) == pytest.approx((0.101, 25.59),
                                                       abs=0.005)
   assert (true.bpp[3], true.psnr[3]) == pytest.approx((1.606, 32.82),
                                                       abs=0.005)
+
+
+ANCHORS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "anchors"
+
+
+@pytest.mark.skipif(not (ANCHORS / "paper-sae-kodak-supp-metrics.json").is_file(),
+                    reason="the measurement record ../shared/anchors/"
+                    "paper-sae-kodak-supp-metrics.json is not here")
+def test_shipped_published_points_match_their_measurement_record():
+  full = ANCHORS / "paper-sae-kodak-supp-metrics.json"
+  for model in ("mse", "ms-ssim"):
+    for true_rate in (True, False):
+      shipped = curves.paper_sae(model=model, true_rate=true_rate)
+      record = curves.paper_sae(full, model=model, true_rate=true_rate)
+      assert shipped._replace(source="") == record._replace(source="")
