@@ -23,11 +23,10 @@ faithful local fit; with four points per curve this is the classic
 computation. Curves with 2 or 3 points get a polynomial of degree 1 or 2.
 
     python -m sae.bdrate --results-dir results/kodak \
-        [--sae results/kodak/sae-mse.json ...] [--paper]
+        [--sae results/kodak/sae-mse.json ...] [--paper]  # -> results/bd-rates.json
 """
 
 import argparse
-import json
 import math
 import os
 import pathlib
@@ -37,7 +36,7 @@ import numpy as np
 
 from sae import classical, cli, curves
 from sae.errors import InputError
-from sae.fileio import atomic_write
+from sae.fileio import write_json
 
 _DEGREE = 3
 
@@ -212,7 +211,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--paper-anchors", default=str(curves.DEFAULT_PAPER_ANCHORS),
                  help="the published points (default: shipped with sae)")
   p.add_argument("--out", default=None,
-                 help="output JSON (default: <results-dir>/bd-rates.json)")
+                 help="output JSON (default: bd-rates.json beside the "
+                 "results folder, e.g. results/bd-rates.json; the results "
+                 "folder holds results files only)")
   p.add_argument("--markdown", action="store_true",
                  help="print the table as Markdown")
   return p
@@ -227,6 +228,15 @@ def codec_results(results_dir) -> list:
 
 def sae_results(results_dir) -> list:
   return sorted(pathlib.Path(results_dir).glob("sae*.json"))
+
+
+def default_out(results_dir) -> pathlib.Path:
+  """Where the BD-rates go by default: beside the results folder, which
+  holds only results files (CompressAI's plot tool reads every one)."""
+  folder = pathlib.Path(results_dir)
+  parent = folder.parent if folder.name not in ("", "..") else (
+      folder.resolve().parent)
+  return parent / "bd-rates.json"
 
 
 def run(args) -> int:
@@ -244,13 +254,13 @@ def run(args) -> int:
     tests += [curves.paper_sae(args.paper_anchors, model, true_rate=True)
               for model in ("mse", "ms-ssim")]
   rows = [compare(t, a) for t in tests for a in anchors]
-  out = args.out or pathlib.Path(args.results_dir) / "bd-rates.json"
+  out = args.out or default_out(args.results_dir)
   description = DESCRIPTION
   if any(t.name.startswith("sae-paper") for t in tests):
     description += (" sae-paper-*: SAE as published, "
                     f"{curves.PAPER_CITATION}, rates x3 (true bpp).")
   report = {"description": description, "comparisons": rows}
-  atomic_write(out, (json.dumps(report, indent=2) + "\n").encode())
+  write_json(out, report)
   print(format_markdown(rows) if args.markdown else format_table(rows))
   print(f"-> {out}")
   return 0

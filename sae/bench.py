@@ -215,7 +215,7 @@ def run(args) -> int:
   """Benchmarks the codecs the options name; writes and prints the results."""
   # pylint: disable=import-outside-toplevel
   from sae import data, evaluate, kodak
-  from sae.fileio import atomic_write
+  from sae.fileio import write_json
   # The images the test scripts would read from this folder (their protocol).
   paths = kodak.ensure_images(
       args.images, cli.KODAK_URL, args.progress,
@@ -238,7 +238,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     summary = bench_codec(codec_class(), images, qualities, args.progress)
     out = out_dir / f"{name}.json"
-    atomic_write(out, (json.dumps(summary, indent=2) + "\n").encode())
+    write_json(out, summary)
     print(f"{name}: {summary['description']}\n"
           f"{evaluate.format_table(summary)}\n"
           f"-> {out} ({time.perf_counter() - t0:.0f} s)\n")

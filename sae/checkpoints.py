@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from sae.config import DEFAULT_NUM_LAYERS, ModelConfig, layer_name
 from sae.errors import InputError
-from sae.fileio import atomic_write
+from sae.fileio import atomic_write, write_json
 from sae.layer import TABLE_KEYS, LayerCodec
 
 CONFIG_FILE = "config.json"
@@ -128,10 +128,7 @@ def read_state(root, k) -> dict:
 
 def write_state(root, k, state: dict) -> None:
   layer_dir(root, k).mkdir(parents=True, exist_ok=True)
-  path = layer_dir(root, k) / "state.json"
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-  tmp.replace(path)
+  write_json(layer_dir(root, k) / "state.json", state, sort_keys=True)
 
 
 def available_layers(root) -> int:
@@ -259,6 +256,5 @@ def _ship_into(src, dst, num_layers, note) -> dict:
               "layers": layers}
   if note:  # e.g. how the lambdas were chosen
     manifest["note"] = note
-  atomic_write(dst / "manifest.json",
-               (json.dumps(manifest, indent=2) + "\n").encode())
+  write_json(dst / "manifest.json", manifest)
   return manifest

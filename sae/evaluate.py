@@ -5,7 +5,6 @@ bytes of the layered file (8 * bytes / (H * W)); PSNR-RGB and MS-SSIM-RGB of
 the 8-bit decoded image; means over images.
 """
 
-import json
 import os
 import pathlib
 import time
@@ -16,7 +15,7 @@ import tqdm
 from sae import checkpoints, cli, codec, kodak, metrics
 from sae.config import layer_name
 from sae.data import load_image, save_png
-from sae.fileio import atomic_write, check_output
+from sae.fileio import check_output, write_json
 
 
 def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
@@ -98,10 +97,11 @@ def run(num_layers: int, args) -> int:
       args.name or f"sae-{config.metric}",
       f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
       f"{shown}; {len(paths)} images from "
-      f"{args.kodak}; bpp = 8*file bytes/(H*W)", layers, per_image)
+      f"{pathlib.Path(args.kodak).name}; bpp = 8*file bytes/(H*W)", layers,
+      per_image)
   summary["metric"] = config.metric
   summary["weights_ids"] = [i.hex() for i in model.weights_ids()]
   print(format_table(summary))
   if args.out:
-    atomic_write(args.out, (json.dumps(summary, indent=2) + "\n").encode())
+    write_json(args.out, summary)
   return 0

@@ -1,5 +1,6 @@
 """Atomic file output: a reader never sees a half-written file."""
 
+import json
 import os
 import pathlib
 import tempfile
@@ -48,3 +49,13 @@ def atomic_write(path, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_json(path, obj, sort_keys=False) -> None:
+  """Writes ``obj`` as indented JSON with a final newline, atomically.
+
+  The one JSON writer of the project: results, reports, BD-rates, training
+  state and manifests all look alike and are never seen half-written.
+  """
+  text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
+  atomic_write(path, text.encode())

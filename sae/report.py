@@ -17,7 +17,6 @@ same numbers as JSON.
 import argparse
 import bisect
 import csv
-import json
 import math
 import pathlib
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 from sae import cli, curves
 from sae.config import LAYER_NAMES, layer_name
 from sae.errors import InputError
-from sae.fileio import atomic_write
+from sae.fileio import write_json
 
 
 def at_rate(rates, values, bpp):
@@ -194,7 +193,7 @@ def run(args) -> int:
       report[str(folder)]["rate_against"] = _rates_against(
           folder, args.rate_against)
   if args.out:
-    atomic_write(args.out, (json.dumps(report, indent=2) + "\n").encode())
+    write_json(args.out, report)
   return 0
 
 

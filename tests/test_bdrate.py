@@ -7,7 +7,7 @@ import pytest
 
 from sae import bdrate
 
-# The paper's SAE curve at true rate (DESIGN.md section 1), a realistic shape.
+# The paper's SAE curve at true rate (Jia et al. supp. data), a realistic shape.
 RATES = np.array([0.101, 0.306, 0.776, 1.606, 3.020])
 PSNR = np.array([25.59, 27.41, 30.19, 32.82, 34.71])
 
@@ -70,11 +70,16 @@ def _results(path, name, bpp, psnr, ms_ssim):
                               "results": results, "per_image": []}))
 
 
-def test_cli_writes_bd_rates(tmp_path, capsys):
+def test_cli_writes_bd_rates_beside_the_results_folder(tmp_path, capsys):
   ms_ssim = 1 - 10 ** (-PSNR / 20)
-  _results(tmp_path / "jpeg.json", "jpeg", 2 * RATES, PSNR, ms_ssim)
-  _results(tmp_path / "sae-mse.json", "sae-mse", RATES, PSNR, ms_ssim)
-  assert bdrate.main(["--results-dir", str(tmp_path)]) == 0
+  results = tmp_path / "kodak"
+  results.mkdir()
+  _results(results / "jpeg.json", "jpeg", 2 * RATES, PSNR, ms_ssim)
+  _results(results / "sae-mse.json", "sae-mse", RATES, PSNR, ms_ssim)
+  assert bdrate.main(["--results-dir", str(results)]) == 0
+  # The results folder keeps results files only (CompressAI's schema).
+  assert sorted(p.name for p in results.iterdir()) == ["jpeg.json",
+                                                       "sae-mse.json"]
   report = json.loads((tmp_path / "bd-rates.json").read_text())
   (row,) = report["comparisons"]
   assert (row["test"], row["anchor"]) == ("sae-mse", "jpeg")
@@ -82,7 +87,7 @@ def test_cli_writes_bd_rates(tmp_path, capsys):
   assert row["bd_rate_ms_ssim_percent"] == pytest.approx(-50, abs=0.1)
   assert row["bd_psnr_db"] > 0
   assert "sae-mse" in capsys.readouterr().out
-  assert bdrate.main(["--results-dir", str(tmp_path), "--markdown"]) == 0
+  assert bdrate.main(["--results-dir", str(results), "--markdown"]) == 0
   assert "| sae-mse | jpeg | -50.0 % |" in capsys.readouterr().out
 
 
@@ -102,9 +107,10 @@ def test_paper_flag_adds_both_published_models(tmp_path, capsys):
   anchors = tmp_path / "paper.json"
   anchors.write_text(json.dumps({"layers": {"mse": layers,
                                             "ms-ssim": layers[:4]}}))
+  out = tmp_path / "bd.json"
   assert bdrate.main(["--results-dir", str(tmp_path), "--paper",
-                      "--paper-anchors", str(anchors)]) == 0
-  rows = json.loads((tmp_path / "bd-rates.json").read_text())["comparisons"]
+                      "--paper-anchors", str(anchors), "--out", str(out)]) == 0
+  rows = json.loads(out.read_text())["comparisons"]
   assert [r["test"] for r in rows] == [
       "sae-mse", "sae-paper-mse-true-rate", "sae-paper-ms-ssim-true-rate"]
   # The published curve at true rate is the test curve: rates equal.

@@ -6,7 +6,9 @@
 #
 #   tools/publish_model.sh mse|ms-ssim [ship_weights options, e.g. --note TEXT]
 #
-# Kodak is read from $KODAK (default ../shared/data/kodak). The README's
+# Kodak is read from $KODAK (default kodak/, where the test scripts download
+# it). Results go to results/kodak/ (results files only), the report to
+# results/reports/, the BD-rates to results/bd-rates.json. The README's
 # tables are then updated from what it prints.
 set -euo pipefail
 usage="usage: tools/publish_model.sh mse|ms-ssim [--note TEXT] [--layers N]"
@@ -15,7 +17,7 @@ shift
 case "$model" in mse|ms-ssim) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
-kodak=${KODAK:-../shared/data/kodak}
+kodak=${KODAK:-kodak}
 weights=weights/$model
 results=results/kodak/sae-$model.json
 recon=results/kodak/recon-$model  # not committed (.gitignore)
@@ -27,7 +29,7 @@ if [ "$layers" -eq 1 ]; then script=test_base.py; else script=test_el$((layers -
 python "$script" --weights "$weights" --kodak "$kodak" --out "$results" \
     --recon-dir "$recon" --no-progress
 python -m sae.report --sae "$results" --training "checkpoints/$model" \
-    --out "results/kodak/report-$model.json"
+    --out "results/reports/report-$model.json"
 if [ "$model" = mse ]; then
   # The classical scalable codec at SAE's own rates, once all four layers
   # exist (until then results/kodak/jpeg2000-layers.json keeps the paper's).
