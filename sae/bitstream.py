@@ -136,3 +136,98 @@ def layer_bytes(data: bytes) -> list:
   sizes = [_CHUNK.size + len(p) for p in stream.payloads]
   sizes[0] += HEADER_BYTES
   return sizes
+
+
+# Cut files: an interrupted download or a stream still arriving.
+
+CHUNK_HEADER_BYTES = _CHUNK.size
+
+
+class Header(NamedTuple):
+  version: int
+  layers: int            # as declared; a cut file holds fewer
+  height: int
+  width: int
+
+
+def read_header(data: bytes) -> Header:
+  """Parses and verifies the header (the first HEADER_BYTES of ``data``).
+
+  Raises:
+    StreamError: a bad or implausible header, or fewer bytes than a header.
+  """
+  if len(data) < HEADER_BYTES:
+    if not data or not MAGIC.startswith(bytes(data[:4])):
+      raise StreamError("not an SAE stream (bad magic)")
+    raise StreamError(f"stream is cut in its header: {len(data)} bytes, the "
+                      f"header needs {HEADER_BYTES}")
+  magic, version, layers, height, width = _HEADER.unpack_from(data)
+  if magic != MAGIC:
+    raise StreamError("not an SAE stream (bad magic)")
+  (crc,) = struct.unpack_from(">I", data, _HEADER.size)
+  if crc != zlib.crc32(bytes(data[:_HEADER.size])):
+    raise StreamError("stream header is corrupted (checksum mismatch)")
+  if version not in SUPPORTED_VERSIONS:
+    raise StreamError(f"stream format version {version} is not supported "
+                      f"(this decoder reads versions "
+                      f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
+  check_size(height, width)
+  if not 1 <= layers <= MAX_LAYERS:
+    raise StreamError(f"layer count {layers} outside 1..{MAX_LAYERS}")
+  return Header(version, layers, height, width)
+
+
+def read_chunk(data: bytes, pos: int, header: Header, index: int):
+  """The chunk of layer ``index`` starting at ``pos`` -> (payload, weights
+  id, end), or None while the chunk is not complete in ``data``.
+
+  Raises:
+    StreamError: the complete chunk is corrupted.
+  """
+  if len(data) - pos < _CHUNK.size:
+    return None
+  length, wid, crc = _CHUNK.unpack_from(data, pos)
+  start = pos + _CHUNK.size
+  if length > len(data) - start:
+    return None
+  payload = bytes(data[start:start + length])
+  if crc != _chunk_crc(header.version, header.height, header.width, index,
+                       wid, payload):
+    raise StreamError(f"layer {index + 1} is corrupted (checksum mismatch)")
+  return payload, wid, start + length
+
+
+def unpack_prefix(data: bytes):
+  """Parses the complete layers of a stream that may be cut anywhere after
+  its header -> (Stream of the complete layers, declared layer count).
+
+  The Stream may hold no layer (cut in the base layer).  A complete stream
+  gives what ``unpack`` gives.
+
+  Raises:
+    StreamError: no complete header, a corrupted complete layer, or bytes
+      after the last declared layer.
+  """
+  header = read_header(data)
+  payloads, ids, pos = [], [], HEADER_BYTES
+  for k in range(header.layers):
+    chunk = read_chunk(data, pos, header, k)
+    if chunk is None:
+      break
+    payload, wid, pos = chunk
+    payloads.append(payload)
+    ids.append(wid)
+  else:
+    if pos != len(data):
+      raise StreamError(
+          f"{len(data) - pos} unexpected bytes after the last layer")
+  stream = Stream(header.height, header.width, tuple(payloads), tuple(ids),
+                  header.version)
+  return stream, header.layers
+
+
+def repack(stream: Stream) -> bytes:
+  """A parsed stream (for example unpack_prefix's complete layers) as a file:
+  what ``truncate`` gives for the same layers."""
+  return pack(stream.height, stream.width, stream.payloads,
+              stream.weights_ids, stream.version)

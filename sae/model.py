@@ -209,6 +209,42 @@ class ScalableAutoEncoder(tf.keras.Model):
       out.append(total[:, :tf.shape(x)[1], :tf.shape(x)[2], :])
     return out
 
+  # Incremental decoding (sae.progressive): one layer at a time, on top of
+  # the sum the layers below left, so that decoding 1, then 2, .., k layers
+  # costs what one k-layer decode costs.  The sum is kept padded to the
+  # stride; the same additions in the same order as decompress_float give
+  # the same pixels.
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((), tf.int32), tf.TensorSpec((1,), tf.string),
+      tf.TensorSpec((2,), tf.int32),
+      tf.TensorSpec((1, None, None, 3), tf.float32)])
+  def refine(self, k, string, image_shape, total):
+    """Adds layer ``k`` (its string, stream version 2) to ``total``.
+
+    Args:
+      k: layer index, 0 for the base.
+      string: the layer's payload.
+      image_shape: [H, W] of the image.
+      total: (1, H', W', 3) padded sum of layers 0..k-1 (zeros for k = 0),
+        H' and W' the image size rounded up to the stride (16).
+
+    Returns:
+      (the padded sum of layers 0..k, the uint8 (H, W, 3) image they give).
+    """
+    hw = latent_shape(image_shape)
+
+    def add_layer(codec):
+      return lambda: total + self._synthesize(
+          codec, codec.decompress_latent(string, hw))
+
+    # switch_case runs its last branch for an index out of range.
+    check = tf.debugging.assert_less(k, self.num_layers,
+                                     message="no such layer")
+    with tf.control_dependencies([check]):
+      total = tf.switch_case(k, [add_layer(c) for c in self.codecs])
+    return total, to_uint8(total[0, :image_shape[0], :image_shape[1], :])
+
 
 def to_uint8(x):
   """Rounds and clips a 0..255 float image to uint8."""
