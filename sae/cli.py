@@ -62,9 +62,19 @@ def _fraction(text):
   return value
 
 
+def _train_description(k: int) -> str:
+  if k == 0:
+    return ("Train the base layer of SAE into --checkpoint-dir/base (it "
+            "resumes there after an interruption).")
+  below = ", ".join(layer_name(i) for i in range(k))
+  return (f"Train enhancement layer {layer_name(k)} of SAE into "
+          f"--checkpoint-dir/{layer_name(k)}, on top of {below} read from "
+          "--checkpoint-dir and kept frozen (it resumes after an "
+          "interruption).")
+
+
 def train_parser(k: int) -> argparse.ArgumentParser:
-  p = Parser(description=f"Train layer {k} ({layer_name(k)}) of SAE with "
-              "layers 0..k-1 restored from --checkpoint-dir and frozen.",
+  p = Parser(description=_train_description(k),
               formatter_class=HelpFormatter)
   p.add_argument("--corpus", default=DEFAULT_CORPUS,
                  help="folder of training PNG/JPEG images (any sizes)")
@@ -137,6 +147,12 @@ def guarded(fn, *args) -> int:
     return fn(*args)
   except InputError as e:
     return _fail(str(e))
+  except BrokenPipeError:
+    # The reader went away (`... | head -1`): stop quietly, as Unix tools
+    # do; what is still buffered goes nowhere instead of raising again at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
   except OSError as e:  # missing files, permissions, full or read-only disk
     return _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
   except MemoryError:

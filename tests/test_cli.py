@@ -1,6 +1,10 @@
 """The shared argument parsing: help text and the one-line error contract."""
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +47,28 @@ def test_bad_argument_is_one_line_and_status_2(capsys):
   assert stop.value.code == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and err.startswith("error: argument --steps")
+
+
+def test_training_help_names_the_layers_it_builds_on():
+  assert "Train the base layer of SAE" in _help_of(cli.train_parser(0))
+  el2 = _help_of(cli.train_parser(2))
+  assert "enhancement layer el2" in el2 and "on top of base, el1" in el2
+  assert "0..k-1" not in el2
+
+
+def _help_of(parser):
+  return " ".join(parser.format_help().split())
+
+
+def test_a_closed_pipe_stops_quietly():
+  # `python -m sae.report | head -1`: no "error: [Errno 32] Broken pipe".
+  # A pipe whose reader is gone before the first write fails every time.
+  read, write = os.pipe()
+  os.close(read)
+  try:
+    run = subprocess.run([sys.executable, "-m", "sae.report"], stdout=write,
+                         stderr=subprocess.PIPE, text=True, timeout=120,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+  finally:
+    os.close(write)
+  assert run.returncode == 1 and run.stderr == ""
