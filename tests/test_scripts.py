@@ -13,7 +13,7 @@ from sae import checkpoints
 from sae.errors import InputError
 from tests.tiny import write_corpus
 
-pytestmark = pytest.mark.slow
+
 TRAINERS = (train_base, train_el1, train_el2, train_el3)
 
 
