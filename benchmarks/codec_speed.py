@@ -82,7 +82,7 @@ def main(argv=None):
         + " ".join(argv if argv is not None else sys.argv[1:]))
   from sae import checkpoints, codec, metrics
   from sae.classical import Jpeg2000
-  from sae.data import list_images, load_image
+  from sae.images import list_images, load_image
   paths = list_images(args.images)[:args.limit]
   with tempfile.TemporaryDirectory() as tmp:
     weights = snapshot(args.weights, tmp)

@@ -41,7 +41,7 @@ def child(args) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import numpy as np
   from sae import checkpoints, codec
-  from sae.data import load_image
+  from sae.images import load_image
   out = {"start_mib": peak_mib()}
   model = checkpoints.load_model(args.weights, args.layers)
   k = model.num_layers

@@ -214,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
   """Benchmarks the codecs the options name; writes and prints the results."""
   # pylint: disable=import-outside-toplevel
-  from sae import data, evaluate, kodak
+  from sae import evaluate, images as image_io, kodak
   from sae.fileio import write_json
   # The images the test scripts would read from this folder (their protocol).
   paths = kodak.ensure_images(
@@ -222,7 +222,7 @@ def run(args) -> int:
       complete=pathlib.Path(args.images) == pathlib.Path(cli.DEFAULT_KODAK))
   if args.limit:
     paths = paths[:args.limit]
-  images = [(pathlib.Path(p).name, data.load_image(p)) for p in paths]
+  images = [(pathlib.Path(p).name, image_io.load_image(p)) for p in paths]
   out_dir = pathlib.Path(args.out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for name in args.codecs:

@@ -1,6 +1,5 @@
-"""Image I/O and the training input pipeline."""
+"""The training input pipeline (tf.data); image files: sae.images."""
 
-import io
 import pathlib
 import warnings
 from typing import Sequence
@@ -10,48 +9,8 @@ from PIL import Image
 import tensorflow as tf
 
 from sae.errors import InputError
-from sae.fileio import atomic_write
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def list_images(folder, suffixes=IMAGE_SUFFIXES, recursive=True) -> list:
-  """Sorted image files under ``folder`` (or only directly in it)."""
-  root = pathlib.Path(folder)
-  if not root.is_dir():
-    raise InputError(f"image folder {str(folder)!r} does not exist")
-  return sorted(str(p) for p in (root.rglob("*") if recursive else root.iterdir())
-                if p.is_file() and p.suffix.lower() in suffixes)
-
-
-def load_image(path) -> np.ndarray:
-  """Reads any image Pillow reads as uint8 HxWx3 RGB.
-
-  Grayscale, palette and 16-bit images are converted; alpha is dropped with a
-  warning.
-  """
-  try:
-    with Image.open(path) as img:
-      img.load()
-      if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, np.float64)
-        scale = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.round(arr / scale * 255).astype(np.uint8))
-      if "A" in img.getbands() or img.info.get("transparency") is not None:
-        warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
-      rgb = np.asarray(img.convert("RGB"), np.uint8)
-  except FileNotFoundError:
-    raise InputError(f"input {str(path)!r} does not exist") from None
-  except (OSError, ValueError, Image.DecompressionBombError) as e:
-    raise InputError(f"cannot read image {str(path)!r}: {e}") from None
-  return rgb
-
-
-def save_png(array: np.ndarray, path) -> None:
-  """Writes uint8 HxWx3 as PNG, atomically (temporary file, then rename)."""
-  buf = io.BytesIO()
-  Image.fromarray(np.asarray(array, np.uint8)).save(buf, format="PNG")
-  atomic_write(path, buf.getvalue())
+# Re-exported: callers that build datasets also list and read images.
+from sae.images import IMAGE_SUFFIXES, list_images, load_image, save_png  # noqa: F401
 
 
 def _usable_images(paths: Sequence[str], patch_size: int) -> list:

@@ -14,7 +14,7 @@ import tqdm
 
 from sae import checkpoints, cli, codec, kodak, metrics
 from sae.config import layer_name
-from sae.data import load_image, save_png
+from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
 
 

@@ -6,7 +6,7 @@ import urllib.request
 
 import tqdm
 
-from sae.data import list_images
+from sae.images import list_images
 from sae.errors import InputError
 from sae.fileio import atomic_write
 

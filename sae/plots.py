@@ -173,19 +173,19 @@ def visual_figure(out, image_dir, recon_dir, sae_results,
     InputError: a file is missing, or the JSON lacks one of the images.
   """
   # Imported here so that `python -m sae.plots` can quiet TensorFlow first.
-  from sae import data, metrics  # pylint: disable=import-outside-toplevel
+  from sae import images, metrics  # pylint: disable=import-outside-toplevel
   summary = curves.read_json(sae_results)
   codec = classical.LayeredJpeg2000()
   rows = []
   for stem in stems:
-    original = data.load_image(pathlib.Path(image_dir) / f"{stem}.png")
+    original = images.load_image(pathlib.Path(image_dir) / f"{stem}.png")
     row = _find_row(summary, stem, sae_results)
     rates = row["bpp"][:num_layers]
     h, w = original.shape[:2]
     sae_tiles, j2k_tiles = [], []
     stream = codec.encode(original, rates)
     for k, rate in enumerate(rates, start=1):
-      decoded = data.load_image(pathlib.Path(recon_dir) / f"{stem}_{k}.png")
+      decoded = images.load_image(pathlib.Path(recon_dir) / f"{stem}_{k}.png")
       sae_tiles.append((decoded, rate))
       part = codec.truncate(stream, k)
       j2k_tiles.append((codec.decode(part), 8 * len(part) / (h * w)))

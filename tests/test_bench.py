@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sae import bench, classical, evaluate
-from sae.data import load_image, save_png
+from sae.images import load_image, save_png
 
 KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared/data/kodak"
 # A few points per codec, low to high rate, so the tests take seconds.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sae import curves, plots
-from sae.data import save_png
+from sae.images import save_png
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

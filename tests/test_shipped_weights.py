@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sae import bitstream, checkpoints, codec, evaluate, metrics
-from sae.data import list_images
+from sae.images import list_images
 from tools import pin_shipped_streams as pins
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
