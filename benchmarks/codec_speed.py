@@ -72,7 +72,9 @@ def match_jpeg2000(codec, image, max_bytes, steps=12):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--weights", default=str(ROOT / "checkpoints" / "mse"))
-  p.add_argument("--images", default="/work/shared/data/kodak")
+  p.add_argument("--images", default=str(ROOT / "kodak"),
+                 help="image folder (default: kodak/, where the 24 Kodak "
+                 "images are downloaded when it holds none)")
   p.add_argument("--layers", type=int, default=None,
                  help="measure 1..K layers (default: all with weights)")
   p.add_argument("--limit", type=int, default=None, help="first N images")
@@ -80,10 +82,12 @@ def main(argv=None):
 
   print("command: python benchmarks/codec_speed.py "
         + " ".join(argv if argv is not None else sys.argv[1:]))
-  from sae import checkpoints, codec, metrics
+  from sae import checkpoints, cli, codec, kodak, metrics
   from sae.classical import Jpeg2000
-  from sae.images import list_images, load_image
-  paths = list_images(args.images)[:args.limit]
+  from sae.images import load_image
+  paths = kodak.ensure_images(
+      args.images, cli.KODAK_URL, progress=False,
+      complete=pathlib.Path(args.images) == ROOT / "kodak")[:args.limit]
   with tempfile.TemporaryDirectory() as tmp:
     weights = snapshot(args.weights, tmp)
     t0 = time.perf_counter()

@@ -65,7 +65,9 @@ def child(args) -> None:
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--weights", default=str(ROOT / "checkpoints" / "mse"))
-  p.add_argument("--image", default="/work/shared/data/kodak/kodim23.png")
+  p.add_argument("--image", default=str(ROOT / "kodak" / "kodim23.png"),
+                 help="tiled to --size (default: Kodak's kodim23, which "
+                 "python test_el3.py downloads into kodak/)")
   p.add_argument("--size", type=int, default=4096)
   p.add_argument("--layers", type=int, default=None)
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -73,6 +75,10 @@ def main(argv=None):
   if args.child:
     child(args)
     return 0
+  if not pathlib.Path(args.image).is_file():
+    print(f"error: {args.image} does not exist; pass --image PATH",
+          file=sys.stderr)
+    return 2
   print("command: python benchmarks/peak_memory.py "
         + " ".join(argv if argv is not None else sys.argv[1:]))
   cmd = [sys.executable, __file__, "--child", "--weights", args.weights,

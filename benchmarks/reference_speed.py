@@ -49,8 +49,11 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--bls2017", required=True, help="path of models/bls2017.py")
-  p.add_argument("--corpus", default="../shared/data/train")
-  p.add_argument("--kodak", default="../shared/data/kodak")
+  p.add_argument("--corpus", default="corpus/clic2018",
+                 help="training images (any PNG/JPEG folder; see corpus/README.md)")
+  p.add_argument("--kodak", default="kodak",
+                 help="folder of the Kodak images (python test_el3.py "
+                 "downloads them into kodak/)")
   p.add_argument("--steps", type=int, default=40)
   p.add_argument("--rounds", type=int, default=3)
   args = p.parse_args(argv)

@@ -65,7 +65,8 @@ def main(argv=None):
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--batch-size", type=int, default=8)
   p.add_argument("--patch-size", type=int, default=256)
-  p.add_argument("--corpus", default="../shared/data/train")
+  p.add_argument("--corpus", default="corpus/clic2018",
+                 help="training images (any PNG/JPEG folder; see corpus/README.md)")
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
                  help="distortion of the loss (its cost is part of a step)")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")

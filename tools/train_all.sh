@@ -2,12 +2,12 @@
 # Trains (or resumes) base, el1, el2 and el3 in order, unattended.
 #
 #   tools/train_all.sh CHECKPOINT_DIR CORPUS [extra train options...]
-#   e.g. nohup tools/train_all.sh checkpoints/mse ../shared/data/train \
-#            --no-progress > logs/train_all.log 2>&1 &
+#   e.g. mkdir -p logs && nohup tools/train_all.sh checkpoints/mse \
+#            corpus/clic2018 --no-progress > logs/train_all.log 2>&1 &
 #
 # A layer whose state.json says it finished is skipped, so the same command
 # resumes wherever the last run stopped (a layer must finish before the next
-# one freezes it). Steps: 60000 for the base, 40000 per EL (DESIGN.md), or
+# one freezes it). Steps: 60000 for the base, 40000 per EL (docs/training.md), or
 # STEPS_BASE / STEPS_EL from the environment. Once a layer trains, the ones
 # above are never skipped: their own start-up then refuses them as stale.
 # Stops at the first failure, with that script's exit status, or on
