@@ -3,7 +3,7 @@
     python -m sae.bench --images kodak --out-dir results/kodak \
         --codecs jpeg,webp,jpeg2000,jpeg2000-layers,avif,jxl
 
-The protocol is sae.evaluate's (DESIGN.md section 5): every image at its own
+The protocol is sae.evaluate's (docs/evaluation.md): every image at its own
 size; bpp = 8 * bytes / (H * W) of the bytes the codec wrote; PSNR-RGB and
 MS-SSIM-RGB (sae.metrics) of the 8-bit decoded image; encode and decode
 wall time; means over images per quality point. The JSON schema is
@@ -29,7 +29,8 @@ from sae import classical, cli
 from sae.errors import InputError
 
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "jpeg2000-layers", "avif", "jxl")
-# Cumulative true bpp of the paper's MSE model, base..+el3 (DESIGN.md 1).
+# Cumulative true bpp of the paper's MSE model, base..+el3 (Jia et al. supp.
+# data, docs/rate-correction.md).
 PAPER_LAYER_RATES = (0.10, 0.31, 0.78, 1.61)
 _PER_IMAGE_KEYS = ("bytes", "bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
                    "decoding_time")

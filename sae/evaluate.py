@@ -1,6 +1,6 @@
 """Dataset evaluation of cumulative layers: table on stdout, results JSON.
 
-Protocol (DESIGN.md section 5): every image at its own size; bpp from the
+Protocol (docs/evaluation.md): every image at its own size; bpp from the
 bytes of the layered file (8 * bytes / (H * W)); PSNR-RGB and MS-SSIM-RGB of
 the 8-bit decoded image; means over images.
 """

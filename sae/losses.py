@@ -8,7 +8,7 @@ For layer k:  loss_k = bpp_k + lmbda_k * D(x, x_hat_0 + ... + x_hat_k)
   1 - MS-SSIM(x, clip(total)) on the 0..255 scale (``metric="ms-ssim"``).
 
 With MSE this is the authors' ``sum_RGB SE / pixels + lambda_paper * bpp``
-divided by lambda_paper, with lmbda = 3 / lambda_paper (DESIGN.md section 1).
+divided by lambda_paper, with lmbda = 3 / lambda_paper (docs/models.md).
 Returns one loss per batch element; the trainer averages.
 """
 

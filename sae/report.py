@@ -112,8 +112,8 @@ def validation_trend(val_csv, window=10_000) -> dict:
 def rate_at_matched_steps(log_csv, reference_csv, window=1000) -> dict:
   """Training bpp of a layer beside another run's at the same steps.
 
-  DESIGN.md asks for each MS-SSIM lambda to put its layer near the MSE
-  model's rate; a short run is judged by its mean training bpp over the last
+  Each MS-SSIM lambda is chosen to put its layer near the MSE model's rate
+  (docs/models.md); a short run is judged by its mean training bpp over the last
   ``window`` steps it has, against the reference run (the MSE model's
   log.csv of the same layer) over the very same steps.  Also reads
   val.csv files (``window=1``: the last validation step both have).  None

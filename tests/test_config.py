@@ -8,7 +8,7 @@ def test_paper_table_matches_design():
   assert [(s.conv_filters, s.latent_channels, s.lmbda) for s in PAPER_LAYERS] == [
       (48, 48, 0.001), (48, 48, 0.003), (48, 96, 0.01), (48, 144, 0.03),
       (48, 192, 0.1)]
-  # tfc lambda = 3 / paper lambda (DESIGN.md section 1).
+  # tfc lambda = 3 / paper lambda (docs/models.md).
   for s in PAPER_LAYERS:
     assert s.lmbda == pytest.approx(3 / s.paper_lambda)
 
