@@ -1,24 +1,31 @@
 """Fuzzes sae.codec.decode with mutated layered streams and counts outcomes.
 
     nice -n 19 python benchmarks/fuzz_stream.py [--cases 10000] [--seed 0]
-        [--weights DIR] [--timeout 5] [--save-dir DIR]
+        [--weights DIR ...] [--stream-version {1,2}] [--timeout 60]
+        [--save-dir DIR] [--save-case N]
     nice -n 19 python benchmarks/fuzz_stream.py --replay DIR/case*.sae
 
-A worker process loads the model (``--weights``, or a tiny randomly
-initialised 4-layer model) and codes a few images of odd sizes; this process
-mutates those streams (cuts, bit flips, byte changes, insertions, splices,
-absurd header fields and chunk lengths, and payload damage with checksums
-recomputed so that it reaches the range decoder) and sends each to the
-worker.  Every outcome is one of:
+For each model (``--weights``: by default every shipped model, weights/mse
+and weights/ms-ssim; ``tiny`` is a randomly initialised tiny 4-layer model)
+a worker process loads it and codes a few random images of odd sizes in
+``--stream-version`` (default the version the encoder writes; 1 makes
+legacy streams); this process mutates those streams (cuts, bit flips, byte
+changes, insertions, splices, absurd header fields and chunk lengths, and
+crafted streams with valid checksums: damaged payloads, payloads under
+another image size, layers dropped or repeated, the version relabelled)
+and sends each to the worker.  Every outcome is one of:
 
-  refused      sae.errors.InputError (counted by reason, numbers masked)
+  refused      sae.errors.InputError (counted by reason, numbers masked;
+               "deadline" when a version-1 decode missed its deadline, after
+               which the worker is restarted)
   decoded      an image of the header's size
   wrong-size   an image of another size               (a bug)
   crashed      another exception, or the worker died  (a bug)
   hung         no answer within --timeout seconds     (a bug)
 
-Bug cases are written to --save-dir to replay.  Case i is generated from
-(seed, i) alone, so any run is reproducible from its command line.
+Bug cases are written to --save-dir to replay; ``--save-case N`` writes case
+N whatever its outcome.  Case i is generated from (seed, i) alone, so any
+run is reproducible from its command line.
 """
 
 import argparse
@@ -37,13 +44,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from sae import bitstream  # noqa: E402  (no TensorFlow in this process)
 
 IMAGE_SIZES = ((1, 1), (9, 13), (17, 31), (40, 24), (64, 80))
+TINY = "tiny"
+SHIPPED = ("weights/mse", "weights/ms-ssim")
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUGS = ("wrong-size", "crashed", "hung")
 
 
 # The worker: owns TensorFlow and the model.
 
 
-def _worker(conn, weights, seed):
+def _worker(conn, weights, seed, version):
   import os
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import numpy as np
@@ -54,8 +64,8 @@ def _worker(conn, weights, seed):
   streams = []
   for i, (h, w) in enumerate(IMAGE_SIZES):
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    streams.append(codec.encode(model, image, 1 + i % model.num_layers))
-    streams.append(codec.encode(model, image, model.num_layers))
+    streams.append(codec.encode(model, image, 1 + i % model.num_layers, version))
+    streams.append(codec.encode(model, image, model.num_layers, version))
   for stream in streams:  # trace decompress: timing starts warm
     codec.decode(model, stream)
   conn.send(("ready", streams, model.num_layers))
@@ -67,6 +77,11 @@ def _worker(conn, weights, seed):
     t0 = time.perf_counter()
     try:
       image = codec.decode(model, data, num_layers)
+    except codec.DecodeTimeout as e:
+      # The decoding thread may spin on: this worker is done.
+      conn.send(("refused", f"deadline: {e}", time.perf_counter() - t0))
+      conn.close()
+      os._exit(0)
     except InputError as e:
       conn.send(("refused", str(e), time.perf_counter() - t0))
       continue
@@ -81,7 +96,7 @@ def _worker(conn, weights, seed):
 
 
 def _load(weights, seed):
-  if weights:
+  if weights != TINY:
     from sae import checkpoints
     return checkpoints.load_model(weights)
   import tensorflow as tf
@@ -98,8 +113,8 @@ def _load(weights, seed):
 class Worker:
   """The worker process; restarted after a hang or a death."""
 
-  def __init__(self, weights, seed):
-    self.args = (weights, seed)
+  def __init__(self, weights, seed, version):
+    self.args = (weights, seed, version)
     self.start()
 
   def start(self):
@@ -117,8 +132,12 @@ class Worker:
     try:
       self.conn.send((data, num_layers))
       if self.conn.poll(timeout):
-        return self.conn.recv()
-      outcome = ("hung", f"no answer in {timeout} s", timeout)
+        outcome = self.conn.recv()
+        if not outcome[1].startswith("deadline: "):
+          return outcome
+        self.proc.join(timeout)  # it exits after a missed deadline
+      else:
+        outcome = ("hung", f"no answer in {timeout} s", timeout)
     except (EOFError, OSError, BrokenPipeError):
       outcome = ("crashed", f"worker died (exit {self.proc.exitcode})", 0.0)
     self.proc.kill()
@@ -184,12 +203,13 @@ def _header(magic=bitstream.MAGIC, version=bitstream.VERSION, layers=1,
 
 def _absurd_header(rng, s, _):
   p = bitstream.unpack(s)
-  fields = dict(layers=p.num_layers, height=p.height, width=p.width)
+  fields = dict(layers=p.num_layers, height=p.height, width=p.width,
+                version=p.version)
   key = rng.choice(["layers", "height", "width", "both", "version", "magic"])
   if key == "layers":
     fields["layers"] = rng.choice([0, p.num_layers + 1, 9, 255])
   elif key == "version":
-    fields["version"] = rng.choice([0, 2, 255])
+    fields["version"] = rng.choice([0, 3, 255])
   elif key == "magic":
     fields["magic"] = rng.choice([b"SAE\x00", b"\x89PNG", b"\0\0\0\0"])
   else:
@@ -228,7 +248,7 @@ def _payload_recrc(rng, s, _):
     payloads[k] = bytes(rng.randint(1, 64))
   else:
     payloads[k] = b""
-  return bitstream.pack(p.height, p.width, payloads, p.weights_ids)
+  return bitstream.pack(p.height, p.width, payloads, p.weights_ids, p.version)
 
 
 def _resize_recrc(rng, s, _):
@@ -237,7 +257,7 @@ def _resize_recrc(rng, s, _):
   big = rng.random() < 0.02
   height = rng.randint(1, 1024 if big else 160)
   width = rng.randint(1, 1024 if big else 160)
-  return bitstream.pack(height, width, p.payloads, p.weights_ids)
+  return bitstream.pack(height, width, p.payloads, p.weights_ids, p.version)
 
 
 def _relayer_recrc(rng, s, streams):
@@ -250,7 +270,15 @@ def _relayer_recrc(rng, s, streams):
   ids = list(p.weights_ids) + [rng.randbytes(4) for _ in range(n)]
   if rng.random() < 0.5:  # mostly keep the genuine ids so decoding is tried
     ids = [ids[min(k, len(p.weights_ids) - 1)] for k in range(n)]
-  return bitstream.pack(p.height, p.width, payloads, ids[:n])
+  return bitstream.pack(p.height, p.width, payloads, ids[:n], p.version)
+
+
+def _version_recrc(rng, s, _):
+  """The same payloads under the other stream version (valid checksums)."""
+  p = bitstream.unpack(s)
+  other = [v for v in bitstream.SUPPORTED_VERSIONS if v != p.version]
+  return bitstream.pack(p.height, p.width, p.payloads, p.weights_ids,
+                        rng.choice(other))
 
 
 def _cut(rng, s, _):
@@ -272,6 +300,12 @@ def make_case(seed, index, streams, model_layers):
   data = MUTATIONS[kind](rng, rng.choice(streams), streams)
   # Now and then ask for a layer count, valid or not.
   num_layers = rng.randint(0, model_layers + 2) if rng.random() < 0.1 else None
+  # Drawn last, so cases of earlier runs keep their numbers.
+  if rng.random() < 0.05 and len(data) >= bitstream.HEADER_BYTES:
+    try:
+      data, kind = _version_recrc(rng, data, streams), kind + ",version+crc"
+    except bitstream.StreamError:
+      pass
   return kind, data, num_layers
 
 
@@ -285,34 +319,53 @@ def reason_class(message):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--cases", type=int, default=10000)
+  p.add_argument("--cases", type=int, default=10000,
+                 help="mutated streams per model")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--weights", default=None,
-                 help="weights folder (default: tiny random 4-layer model)")
-  p.add_argument("--timeout", type=float, default=5.0,
+  p.add_argument("--weights", nargs="+", default=None, metavar="DIR",
+                 help="weights folders, or 'tiny' for a tiny random-init "
+                 "4-layer model (default: the shipped models, "
+                 + ", ".join(SHIPPED) + ")")
+  p.add_argument("--stream-version", type=int, default=bitstream.VERSION,
+                 choices=bitstream.SUPPORTED_VERSIONS,
+                 help="version of the streams to mutate (default: the one "
+                 "the encoder writes)")
+  p.add_argument("--timeout", type=float, default=60.0,
                  help="seconds after which a decode counts as hung")
   p.add_argument("--save-dir", default="fuzz_failures",
                  help="where bug cases are written")
+  p.add_argument("--save-case", type=int, nargs="+", default=(), metavar="N",
+                 help="also write these cases to --save-dir, whatever their "
+                 "outcome")
   p.add_argument("--replay", nargs="+", default=None, metavar="FILE",
                  help="decode these saved cases instead of fuzzing")
   args = p.parse_args(argv)
+  models = args.weights or [str(ROOT / w) for w in SHIPPED]
   if args.replay:
-    worker = Worker(args.weights, args.seed)
-    for path in args.replay:
-      data = pathlib.Path(path).read_bytes()
-      outcome, detail, seconds = worker.decode(data, None, args.timeout)
-      print(f"{path}: {outcome} in {seconds:.3f} s: {detail}")
-    worker.close()
+    for weights in models:
+      worker = Worker(weights, args.seed, args.stream_version)
+      for path in args.replay:
+        data = pathlib.Path(path).read_bytes()
+        outcome, detail, seconds = worker.decode(data, None, args.timeout)
+        print(f"{weights}: {path}: {outcome} in {seconds:.3f} s: {detail}")
+      worker.close()
     return 0
+  status = 0
+  for weights in models:
+    status |= fuzz(args, weights)
+  return status
 
+
+def fuzz(args, weights):
   t0 = time.perf_counter()
-  worker = Worker(args.weights, args.seed)
+  worker = Worker(weights, args.seed, args.stream_version)
   setup = time.perf_counter() - t0
   outcomes = collections.Counter()
   by_kind = collections.defaultdict(collections.Counter)
   reasons = collections.Counter()
-  slowest = collections.defaultdict(float)
+  slowest = collections.defaultdict(lambda: (0.0, -1))
   bugs = []
+  folder = pathlib.Path(args.save_dir)
   t0 = time.perf_counter()
   for i in range(args.cases):
     kind, data, num_layers = make_case(args.seed, i, worker.streams,
@@ -320,36 +373,36 @@ def main(argv=None):
     outcome, detail, seconds = worker.decode(data, num_layers, args.timeout)
     outcomes[outcome] += 1
     by_kind[kind][outcome] += 1
-    slowest[kind] = max(slowest[kind], seconds)
+    slowest[kind] = max(slowest[kind], (seconds, i))
     if outcome == "refused":
       reasons[reason_class(detail)] += 1
     elif outcome in BUGS:
       bugs.append((i, kind, outcome, detail))
-      folder = pathlib.Path(args.save_dir)
+    if outcome in BUGS or i in args.save_case:
       folder.mkdir(parents=True, exist_ok=True)
       (folder / f"case{i}_{outcome}.sae").write_bytes(data)
   worker.close()
   elapsed = time.perf_counter() - t0
 
-  print(f"{args.cases} mutated streams in {elapsed:.1f} s "
-        f"(+{setup:.1f} s model setup), model "
-        f"{args.weights or 'tiny random-init 4 layers'}")
+  print(f"{args.cases} mutated version-{args.stream_version} streams in "
+        f"{elapsed:.1f} s (+{setup:.1f} s model setup), model {weights}")
   print("\noutcomes:")
   for name in ("refused", "decoded") + BUGS:
     print(f"  {name:<11}{outcomes[name]:>7}")
-  print("\nby mutation:      refused  decoded  bugs  slowest decode")
+  print("\nby mutation:            refused  decoded  bugs  slowest decode (case)")
   for kind in sorted(by_kind):
     c = by_kind[kind]
-    print(f"  {kind:<15}{c['refused']:>8}{c['decoded']:>9}"
-          f"{sum(c[b] for b in BUGS):>6}{slowest[kind]:>12.3f} s")
+    seconds, case = slowest[kind]
+    print(f"  {kind:<21}{c['refused']:>8}{c['decoded']:>9}"
+          f"{sum(c[b] for b in BUGS):>6}{seconds:>12.3f} s ({case})")
   print("\nrefusal reasons:")
   for reason, n in reasons.most_common():
     print(f"  {n:>6}  {reason}")
   for i, kind, outcome, detail in bugs[:20]:
     print(f"BUG case {i} ({kind}): {outcome}: {detail}")
-  weights = f" --weights {args.weights}" if args.weights else ""
   print(f"\nreproduce: nice -n 19 python benchmarks/fuzz_stream.py "
-        f"--cases {args.cases} --seed {args.seed}{weights}")
+        f"--cases {args.cases} --seed {args.seed} --weights {weights} "
+        f"--stream-version {args.stream_version}\n")
   return 1 if bugs else 0
 
 

@@ -22,7 +22,7 @@ MAGIC = b"SAE\x1a"
 # The version written.  Version 1 payloads are tensorflow-compression range
 # codes with its overflow escape; version 2 payloads carry escaped values
 # after the regular symbols (sae/rangecode.py), which bounds decoding time.
-VERSION = 1
+VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 MAX_LAYERS = 8
 MAX_SIDE = 8192

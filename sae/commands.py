@@ -26,6 +26,44 @@ from sae.errors import InputError
 from sae.fileio import atomic_write, check_output
 
 
+def _port(text):
+  value = _integer(text)
+  if not 0 <= value <= 65535:
+    raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
+  return value
+
+
+def _positive_int(text):
+  value = _integer(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+  return value
+
+
+def _non_negative_int(text):
+  value = _integer(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+  return value
+
+
+def _positive_float(text):
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+  if not 0 < value < float("inf"):
+    raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+  return value
+
+
+def _integer(text):
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
 def _layer_count(text):
   try:
     value = int(text)
@@ -57,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--layers", type=_layer_count, default=None,
                  help="decode the first K layers (default: all present)")
   d.add_argument("--weights", default=None, help=weights_help)
+  d.add_argument("--max-pixels", type=_pixel_count, default=None,
+                 help="refuse streams that declare more pixels (default: "
+                 f"any size the format allows, up to {bitstream.MAX_SIDE}"
+                 f"x{bitstream.MAX_SIDE})")
+
+  d.add_argument("--partial", action="store_true",
+                 help="decode the complete layers of a cut file (an "
+                 "interrupted download) and say on stderr how many it used")
 
   t = sub.add_parser("truncate", help="keep the first K layers of a stream")
   t.add_argument("input", metavar="IN", help="stream file")
@@ -66,6 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
   i = sub.add_parser("info", help="print a stream's header as JSON")
   i.add_argument("input", metavar="IN", help="stream file")
 
+  v = sub.add_parser("serve", help="serve a folder's streams, their layers "
+                     "and decoded images over HTTP, with a viewer page")
+  v.add_argument("folder", metavar="DIR", help="folder of stream files")
+  v.add_argument("--host", default="127.0.0.1",
+                 help="address to listen on (0.0.0.0: every interface)")
+  v.add_argument("--port", type=_port, default=8000,
+                 help="TCP port (0: any free port; the URL is printed)")
+  v.add_argument("--weights", default=None, help=weights_help)
+  v.add_argument("--decoders", type=_positive_int, default=1,
+                 help="decoding worker processes (each loads TensorFlow)")
+  v.add_argument("--queue", type=_non_negative_int, default=8,
+                 help="decodes waiting for a worker; more get 503")
+  v.add_argument("--decode-timeout", type=_positive_float, default=30.0,
+                 help="seconds a decode may take before its worker is "
+                 "killed and restarted (422)")
+  v.add_argument("--max-pixels", type=_positive_int, default=4096 * 4096,
+                 help="largest image the server decodes, in pixels")
+  v.add_argument("--max-file-bytes", type=_positive_int, default=64 << 20,
+                 help="largest stream file the server reads")
+  v.add_argument("--cache-mb", type=_non_negative_int, default=128,
+                 help="memory for cut files and decoded PNGs (LRU)")
+
   e = sub.add_parser("export", help="write the model as a TF SavedModel")
   e.add_argument("output", metavar="DIR", help="SavedModel folder to create")
   e.add_argument("--weights", default=None, help=weights_help)
@@ -74,12 +142,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
-  return guarded(_run, args)
+  status = guarded(_run, args)
+  if _abandoned_thread:
+    # A legacy decode missed its deadline and its C++ loop cannot be
+    # stopped; a normal exit would wait for it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+  return status
+
+
+# Set when a decoding thread was left running (sae.codec.DecodeTimeout).
+_abandoned_thread = False
+
+
+def _pixel_count(text):
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+  return value
 
 
 def _run(args) -> int:
   commands = {"compress": compress, "decompress": decompress,
-              "truncate": truncate, "info": info, "export": export}
+              "truncate": truncate, "info": info, "export": export,
+              "serve": serve}
   return commands[args.command](args)  # cli.guarded reports the errors
 
 
@@ -94,19 +184,36 @@ def truncate(args) -> int:
 
 
 def info(args) -> int:
-  data = _read_stream(args.input)
-  stream = bitstream.unpack(data)
-  sizes = bitstream.layer_bytes(data)
+  print(json.dumps(stream_info(_read_stream(args.input))))
+  return 0
+
+
+def stream_info(data: bytes) -> dict:
+  """What ``info`` prints (and the server's /info): the header and the
+  complete layers.  ``layers`` counts the complete layers, which every list
+  has one entry for; a cut file (an interrupted download) declares more
+  (``declared_layers``) and holds ``partial_bytes`` of the next one.
+
+  Raises:
+    StreamError: not a stream, damaged, or not even the base layer complete.
+  """
+  stream, declared = bitstream.unpack_prefix(data)
+  if not stream.num_layers:
+    raise bitstream.StreamError(f"stream is cut in layer 1 of {declared}: "
+                                "not even the base layer is complete")
+  sizes = [len(p) + bitstream.CHUNK_HEADER_BYTES for p in stream.payloads]
+  sizes[0] += bitstream.HEADER_BYTES
   pixels = stream.height * stream.width
   cumulative = [sum(sizes[:k + 1]) for k in range(len(sizes))]
-  print(json.dumps({
+  return {
       "width": stream.width, "height": stream.height,
       "layers": stream.num_layers, "layer_bytes": sizes,
       "bytes": len(data), "bpp": [8 * b / pixels for b in cumulative],
       "version": stream.version,
       "weights_id": stream.weights_ids[-1].hex(),
-      "layer_weights_ids": [w.hex() for w in stream.weights_ids]}))
-  return 0
+      "layer_weights_ids": [w.hex() for w in stream.weights_ids],
+      "declared_layers": declared, "cut": stream.num_layers < declared,
+      "partial_bytes": len(data) - cumulative[-1]}
 
 
 def compress(args) -> int:
@@ -124,8 +231,12 @@ def compress(args) -> int:
 
 
 def decompress(args) -> int:
+  global _abandoned_thread
   check_output(args.output)
   data = _read_stream(args.input)
+  used = None
+  if args.partial:
+    data, used = _complete_layers(data, args.layers)
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
   if num_layers > stream.num_layers:
@@ -133,10 +244,46 @@ def decompress(args) -> int:
                      f"stream, got {num_layers}")
   quiet_tensorflow()
   from sae import codec, data as image_io
+  if args.max_pixels and stream.height * stream.width > args.max_pixels:
+    raise InputError(f"stream declares {stream.width}x{stream.height} pixels, "
+                     f"more than --max-pixels {args.max_pixels}")
   model = load_model(_weights_root(args.weights), num_layers,
                      expect_ids=stream.weights_ids[:num_layers])
-  image_io.save_png(codec.decode(model, data, num_layers), args.output)
+  try:
+    image = codec.decode(model, data, num_layers, max_pixels=args.max_pixels)
+  except codec.DecodeTimeout:
+    _abandoned_thread = True
+    raise
+  image_io.save_png(image, args.output)
+  if used:
+    print(used, file=sys.stderr)
   return 0
+
+
+def _complete_layers(data, wanted):
+  """``decompress --partial``: the complete layers of a possibly cut file
+  (at most ``wanted``) as a file, and the line that says how many.
+
+  Raises:
+    StreamError: not even the base layer is complete, or damage.
+  """
+  stream, declared = bitstream.unpack_prefix(data)
+  have = stream.num_layers
+  if not have:
+    raise bitstream.StreamError(f"stream is cut in layer 1 of {declared}: "
+                                "not even the base layer is complete")
+  use = min(have, wanted or have)
+  why = (f"the file is cut in layer {have + 1}" if have < declared else
+         "the file is complete")
+  cut = stream._replace(payloads=stream.payloads[:use],
+                        weights_ids=stream.weights_ids[:use])
+  return (bitstream.repack(cut),
+          f"decoded {use} of {declared} layers ({why})")
+
+
+def serve(args) -> int:
+  from sae import serve as server
+  return server.run(args)
 
 
 def export(args) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from sae import rangecode
 from sae.config import LayerSpec
 from sae.transforms import AnalysisTransform, SynthesisTransform
 
@@ -39,6 +40,7 @@ class LayerCodec(tf.keras.Model):
     self.synthesis = SynthesisTransform(spec)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(spec.latent_channels,))
     self.coder = None
+    self._tables = None  # rangecode.Tables, with the coder
     self.build((None, None, None, 3))
 
   def build(self, input_shape):
@@ -90,6 +92,7 @@ class LayerCodec(tf.keras.Model):
     self.coder = tfc.ContinuousBatchedEntropyModel(
         prior_shape=prior.batch_shape, coding_rank=3, compression=True,
         cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
+    self._tables = rangecode.Tables(self.coder.cdf.numpy())
 
   def coding_tables(self) -> dict:
     """The range coding tables as NumPy arrays (keys: TABLE_KEYS)."""
@@ -120,12 +123,49 @@ class LayerCodec(tf.keras.Model):
           f"{self.name}: call prepare_for_coding() before compress/decompress")
     return self.coder
 
+  def _symbol_rows(self, num_symbols):
+    """Each latent's table row: its channel (channels innermost)."""
+    channels = self.spec.latent_channels
+    return tf.tile(tf.range(channels), [num_symbols // channels])[None]
+
   def compress_latent(self, y):
-    """(1, h, w, C) latent -> (1,) string."""
+    """(1, h, w, C) latent -> (1,) string (stream version 2, sae.rangecode)."""
+    coder = self._require_coder()
+    symbols = tf.cast(tf.round(y - coder.quantization_offset), tf.int32)
+    symbols = tf.reshape(symbols - coder.cdf_offset, [1, -1])
+    return rangecode.encode(self._tables, symbols,
+                            self._symbol_rows(tf.shape(symbols)[1]))
+
+  def compress_latent_v1(self, y):
+    """As compress_latent, in stream version 1 (tfc's overflow escape)."""
     return self._require_coder().compress(y)
 
   def decompress_latent(self, string, latent_hw):
-    """(1,) string and [h, w] -> (1, h, w, C) quantized latent."""
+    """(1,) string and [h, w] -> (1, h, w, C) quantized latent.
+
+    Stream version 2: time bounded by h·w·C whatever the string holds.
+
+    Raises (when run):
+      tf.errors.InvalidArgumentError: the string does not decode completely.
+    """
+    coder = self._require_coder()
+    channels = self.spec.latent_channels
+    num_symbols = latent_hw[0] * latent_hw[1] * channels
+    symbols, consistent = rangecode.decode(
+        self._tables, string, self._symbol_rows(num_symbols))
+    check = tf.debugging.assert_equal(
+        consistent, True, message="payload does not decode completely")
+    with tf.control_dependencies([check]):
+      symbols = tf.reshape(symbols, [1, latent_hw[0], latent_hw[1], channels])
+    return (tf.cast(symbols + coder.cdf_offset, tf.float32) +
+            coder.quantization_offset)
+
+  def decompress_latent_v1(self, string, latent_hw):
+    """As decompress_latent, for stream version 1 (tfc's overflow escape).
+
+    tfc's decoder can loop without end on a string its encoder did not
+    write: sae.codec runs this under a deadline.
+    """
     return self._require_coder().decompress(string, latent_hw)
 
   @property

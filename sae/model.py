@@ -150,16 +150,27 @@ class ScalableAutoEncoder(tf.keras.Model):
   def compress(self, image, num_layers):
     """uint8 (H, W, 3) -> (strings of shape (num_layers_total,), [H, W]).
 
-    Strings at and beyond ``num_layers`` are empty.
+    Strings at and beyond ``num_layers`` are empty.  Stream version 2.
     """
+    return self._code_layers(image, num_layers, version=2)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
+  def compress_v1(self, image, num_layers):
+    """``compress`` in stream version 1, for tests of legacy streams."""
+    return self._code_layers(image, num_layers, version=1)
+
+  def _code_layers(self, image, num_layers, version):
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     total = tf.zeros_like(x)
     strings = []
     for k, codec in enumerate(self.codecs):
+      compress_latent = (codec.compress_latent if version == 2 else
+                         codec.compress_latent_v1)
 
-      def code(codec=codec, total=total, k=k):
+      def code(compress_latent=compress_latent, codec=codec, total=total, k=k):
         y = self._analyze(codec, x - total)
-        string = codec.compress_latent(y)
+        string = compress_latent(y)
         # The layers above code what this one leaves; after the last coded
         # layer nothing needs the reconstruction.
         above = tf.cond(
@@ -183,13 +194,25 @@ class ScalableAutoEncoder(tf.keras.Model):
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_float(self, strings, image_shape):
     """As ``decompress`` but the unclipped float sum, cropped."""
+    return self._decode_layers(strings, image_shape, version=2)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
+  def decompress_v1(self, strings, image_shape):
+    """``decompress`` for stream version 1, whose range decoder has no bound
+    on hostile input: sae.codec runs it under a deadline."""
+    return to_uint8(self._decode_layers(strings, image_shape, version=1))
+
+  def _decode_layers(self, strings, image_shape, version):
     hw = latent_shape(image_shape)
     n = tf.shape(strings)[0]
     total = tf.zeros(tf.concat([[1], hw * 16, [3]], 0))
     for k, codec in enumerate(self.codecs):
+      decode_latent = (codec.decompress_latent if version == 2 else
+                       codec.decompress_latent_v1)
 
-      def decode(codec=codec, total=total, k=k):
-        y_hat = codec.decompress_latent(strings[k:k + 1], hw)
+      def decode(decode_latent=decode_latent, codec=codec, total=total, k=k):
+        y_hat = decode_latent(strings[k:k + 1], hw)
         return total + self._synthesize(codec, y_hat)
 
       total = tf.cond(k < n, decode, lambda total=total: total)
