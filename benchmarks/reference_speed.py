@@ -63,9 +63,9 @@ def main(argv=None):
   it = iter(data.training_dataset(args.corpus, 256, 8, seed=0))
   batches = [next(it) for _ in range(8)]
 
-  sae = ScalableAutoEncoder([spec])
-  variables = sae.set_trainable_layer(0)
-  sae_step = train.make_train_step(sae, 0, variables, tf.keras.optimizers.Adam(1e-4),
+  model = ScalableAutoEncoder([spec])
+  variables = model.set_trainable_layer(0)
+  sae_step = train.make_train_step(model, 0, variables, tf.keras.optimizers.Adam(1e-4),
                                    tf.distribute.get_strategy(), 8)
   sae_step_loss = lambda x: sae_step(x)[0]  # noqa: E731
 
@@ -88,16 +88,16 @@ def main(argv=None):
         f"bls2017 {np.median(bls_times):.3f}   ratio "
         f"{np.median(sae_times) / np.median(bls_times):.2f}")
 
-  sae.prepare_for_coding()
+  model.prepare_for_coding()
   bls.entropy_model = tfc.ContinuousBatchedEntropyModel(
       bls.prior, coding_rank=3, compression=True)
   images = [data.load_image(p) for p in data.list_images(args.kodak)]
   rows = {"SAE base": [], "bls2017": []}
   for image in [images[0]] + images:  # the first pass traces
     t0 = time.perf_counter()
-    stream = codec.encode(sae, image, 1)
+    stream = codec.encode(model, image, 1)
     t1 = time.perf_counter()
-    codec.decode(sae, stream)
+    codec.decode(model, stream)
     t2 = time.perf_counter()
     tensors = bls.compress(image)
     t3 = time.perf_counter()

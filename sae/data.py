@@ -1,6 +1,5 @@
 """The training input pipeline (tf.data); image files: sae.images."""
 
-import pathlib
 import warnings
 from typing import Sequence
 

@@ -15,7 +15,6 @@ pyplot state) and written atomically.
 
 import argparse
 import io
-import json
 import pathlib
 import sys
 

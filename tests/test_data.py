@@ -1,12 +1,11 @@
 import warnings
 
 import numpy as np
-from PIL import Image
 import pytest
 
 from sae import data
 from sae.errors import InputError
-from tests.tiny import random_image, write_corpus
+from tests.tiny import write_corpus
 
 
 def test_training_dataset_crops_and_batches(tmp_path):
