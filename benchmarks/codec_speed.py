@@ -82,12 +82,10 @@ def main(argv=None):
 
   print("command: python benchmarks/codec_speed.py "
         + " ".join(argv if argv is not None else sys.argv[1:]))
-  from sae import checkpoints, cli, codec, kodak, metrics
+  from sae import checkpoints, codec, kodak, metrics
   from sae.classical import Jpeg2000
   from sae.images import load_image
-  paths = kodak.ensure_images(
-      args.images, cli.KODAK_URL, progress=False,
-      complete=pathlib.Path(args.images) == ROOT / "kodak")[:args.limit]
+  paths = kodak.ensure_images(args.images, progress=False)[:args.limit]
   with tempfile.TemporaryDirectory() as tmp:
     weights = snapshot(args.weights, tmp)
     t0 = time.perf_counter()

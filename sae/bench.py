@@ -25,7 +25,7 @@ import time
 import numpy as np
 import tqdm
 
-from sae import classical, cli
+from sae import classical, cli, kodak
 from sae.errors import InputError
 
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "jpeg2000-layers", "avif", "jxl")
@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
       prog="python -m sae.bench", description="Measure classical codecs with SAE's evaluation protocol; "
       "one results JSON per codec.",
       formatter_class=cli.HelpFormatter)
-  p.add_argument("--images", default=cli.DEFAULT_KODAK,
+  p.add_argument("--images", default=kodak.DEFAULT_FOLDER,
                  help="image folder; the default folder gets the 24 Kodak "
                  "images downloaded when it holds none")
   p.add_argument("--codecs", type=_codecs, default=",".join(DEFAULT_CODECS),
@@ -215,12 +215,10 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
   """Benchmarks the codecs the options name; writes and prints the results."""
   # pylint: disable=import-outside-toplevel
-  from sae import evaluate, images as image_io, kodak
+  from sae import evaluate, images as image_io
   from sae.fileio import write_json
   # The images the test scripts would read from this folder (their protocol).
-  paths = kodak.ensure_images(
-      args.images, cli.KODAK_URL, args.progress,
-      complete=pathlib.Path(args.images) == pathlib.Path(cli.DEFAULT_KODAK))
+  paths = kodak.ensure_images(args.images, progress=args.progress)
   if args.limit:
     paths = paths[:args.limit]
   images = [(pathlib.Path(p).name, image_io.load_image(p)) for p in paths]

@@ -9,12 +9,11 @@ import os
 import sys
 import warnings
 
+from sae import kodak
 from sae.config import layer_name
 from sae.errors import InputError
 
 DEFAULT_CORPUS = "corpus/clic2018"
-DEFAULT_KODAK = "kodak"
-KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 
 
 class Parser(argparse.ArgumentParser):
@@ -123,10 +122,10 @@ def test_parser(k: int) -> argparse.ArgumentParser:
   p = Parser(description=f"Evaluate SAE layers 0..{k} (base.."
               f"{layer_name(k)}) on a folder of images, each at its own size.",
               formatter_class=HelpFormatter)
-  p.add_argument("--kodak", default=DEFAULT_KODAK,
+  p.add_argument("--kodak", default=kodak.DEFAULT_FOLDER,
                  help="image folder; the 24 Kodak images are downloaded here "
                  "when it holds none")
-  p.add_argument("--kodak-url", default=KODAK_URL,
+  p.add_argument("--kodak-url", default=kodak.URL,
                  help="URL pattern of the Kodak images ({:02d} = 1..24)")
   p.add_argument("--weights", default=None,
                  help="weights folder or training checkpoint directory "

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tqdm
 
-from sae import checkpoints, cli, codec, kodak, metrics
+from sae import checkpoints, codec, kodak, metrics
 from sae.config import layer_name
 from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
@@ -79,9 +79,7 @@ def run(num_layers: int, args) -> int:
   # Weights first: a missing layer is named even offline, before a download.
   weights = args.weights or checkpoints.DEFAULT_WEIGHTS
   model = checkpoints.load_model(weights, num_layers)
-  paths = kodak.ensure_images(
-      args.kodak, args.kodak_url, args.progress,
-      complete=pathlib.Path(args.kodak) == pathlib.Path(cli.DEFAULT_KODAK))
+  paths = kodak.ensure_images(args.kodak, args.kodak_url, args.progress)
   if args.limit:
     paths = paths[:args.limit]
   if args.recon_dir:

@@ -11,18 +11,25 @@ from sae.errors import InputError
 from sae.fileio import atomic_write
 
 NUM_IMAGES = 24
+# Where the test scripts, sae.bench and the benchmarks look by default
+# (relative to the working directory: the repository's kodak/), and where
+# the images come from when it holds none.
+DEFAULT_FOLDER = "kodak"
+URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def ensure_images(folder, url_pattern: str, progress: bool = True,
-                  complete: bool = False) -> list:
+def ensure_images(folder, url_pattern: str = URL, progress: bool = True,
+                  complete=None) -> list:
   """Images directly in ``folder``; downloads the 24 Kodak PNGs when it has
   none.  The test scripts and ``sae.bench`` both read their images here.
 
-  With ``complete`` (the default Kodak folder) a download that was cut short
-  is finished: missing kodimNN.png files are fetched.
+  With ``complete`` (default: when ``folder`` is DEFAULT_FOLDER) a download
+  that was cut short is finished: missing kodimNN.png files are fetched.
   """
   folder = pathlib.Path(folder)
+  if complete is None:
+    complete = folder.resolve() == pathlib.Path(DEFAULT_FOLDER).resolve()
   folder.mkdir(parents=True, exist_ok=True)
   # Only the folder itself: reconstructions written below it are not inputs.
   images = list_images(folder, recursive=False)

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 import numpy as np
 
-from sae import bdrate, classical, cli, curves
+from sae import bdrate, classical, cli, curves, kodak
 from sae.errors import InputError
 from sae.fileio import atomic_write
 
@@ -301,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--prefix", default="kodak", help="figure file name prefix")
   p.add_argument("--title", default="Kodak (24 images)",
                  help="data set named in the RD figures' titles")
-  p.add_argument("--images", default=cli.DEFAULT_KODAK,
+  p.add_argument("--images", default=kodak.DEFAULT_FOLDER,
                  help="original images, for the visual comparison")
   p.add_argument("--recon-dir", default=None,
                  help="SAE decoded PNGs <stem>_<k>.png (test_elK.py "
