@@ -7,7 +7,7 @@ The protocol is sae.evaluate's (docs/evaluation.md): every image at its own
 size; bpp = 8 * bytes / (H * W) of the bytes the codec wrote; PSNR-RGB and
 MS-SSIM-RGB (sae.metrics) of the 8-bit decoded image; encode and decode
 wall time; means over images per quality point. The JSON schema is
-sae.evaluate.summarize's, plus ``qualities`` (the codec's own setting of
+sae.results', plus ``qualities`` (the codec's own setting of
 each point).
 
 ``jpeg2000-layers`` is encoded once per image with one quality layer per SAE
@@ -25,38 +25,13 @@ import time
 import numpy as np
 import tqdm
 
-from sae import classical, cli, kodak
+from sae import classical, cli, kodak, results
 from sae.errors import InputError
 
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "jpeg2000-layers", "avif", "jxl")
 # Cumulative true bpp of the paper's MSE model, base..+el3 (Jia et al. supp.
 # data, docs/rate-correction.md).
 PAPER_LAYER_RATES = (0.10, 0.31, 0.78, 1.61)
-_PER_IMAGE_KEYS = ("bytes", "bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
-                   "decoding_time")
-
-
-def _new_row(name, image) -> dict:
-  h, w = image.shape[:2]
-  return {"image": name, "height": h, "width": w,
-          **{key: [] for key in _PER_IMAGE_KEYS}}
-
-
-def _record(row, image, data, decoded, encoding_time, decoding_time):
-  # Imported here so that `python -m sae.bench` can quiet TensorFlow first.
-  from sae import metrics  # pylint: disable=import-outside-toplevel
-  if decoded.shape != image.shape:
-    raise RuntimeError(f"{row['image']}: decoded {decoded.shape}, expected "
-                       f"{image.shape}")
-  h, w = image.shape[:2]
-  row["bytes"].append(len(data))
-  row["bpp"].append(metrics.bits_per_pixel(len(data), h, w))
-  row["psnr-rgb"].append(metrics.psnr(image, decoded))
-  row["ms-ssim-rgb"].append(metrics.ms_ssim(image, decoded))
-  row["encoding_time"].append(encoding_time)
-  row["decoding_time"].append(decoding_time)
-
-
 def measure(codec, images, qualities, progress=False) -> list:
   """Per-image metrics of ``codec`` at each quality.
 
@@ -71,14 +46,14 @@ def measure(codec, images, qualities, progress=False) -> list:
   """
   per_image = []
   for name, image in tqdm.tqdm(images, desc=codec.name, disable=not progress):
-    row = _new_row(name, image)
+    row = results.new_row(name, image)
     for quality in qualities:
       t0 = time.perf_counter()
       data = codec.encode(image, quality)
       t1 = time.perf_counter()
       decoded = codec.decode(data)
       t2 = time.perf_counter()
-      _record(row, image, data, decoded, t1 - t0, t2 - t1)
+      results.record(row, image, data, decoded, t1 - t0, t2 - t1)
     per_image.append(row)
   return per_image
 
@@ -103,7 +78,7 @@ def measure_layers(codec, images, rates, progress=False) -> list:
   per_image = []
   for name, image in tqdm.tqdm(images, desc=codec.name, disable=not progress):
     targets = [float(r) for r in (rates(name) if callable(rates) else rates)]
-    row = _new_row(name, image)
+    row = results.new_row(name, image)
     row["target_bpp"] = targets
     t0 = time.perf_counter()
     stream = codec.encode(image, targets)
@@ -114,7 +89,7 @@ def measure_layers(codec, images, rates, progress=False) -> list:
       t2 = time.perf_counter()
       decoded = codec.decode(data)
       t3 = time.perf_counter()
-      _record(row, image, data, decoded, encoding_time + t2 - t1, t3 - t2)
+      results.record(row, image, data, decoded, encoding_time + t2 - t1, t3 - t2)
     per_image.append(row)
   return per_image
 
@@ -125,8 +100,6 @@ def bench_codec(codec, images, qualities=None, progress=False) -> dict:
   For ``jpeg2000-layers``, ``qualities`` are the layer rates (a sequence, or
   a function of the image name as in ``measure_layers``).
   """
-  # Imported here so that `python -m sae.bench` can quiet TensorFlow first.
-  from sae import evaluate  # pylint: disable=import-outside-toplevel
   qualities = codec.qualities if qualities is None else qualities
   description = (f"{codec.description}; {len(images)} images; "
                  "bpp = 8*bytes/(H*W)")
@@ -135,12 +108,12 @@ def bench_codec(codec, images, qualities=None, progress=False) -> dict:
     num_layers = len(per_image[0]["bpp"])
     labels = [codec.label(k) for k in range(1, num_layers + 1)]
     targets = np.mean([r["target_bpp"] for r in per_image], axis=0).tolist()
-    summary = evaluate.summarize(codec.name, description, labels, per_image)
+    summary = results.summarize(codec.name, description, labels, per_image)
     summary["qualities"] = targets
   else:
     per_image = measure(codec, images, qualities, progress)
     labels = [codec.label(q) for q in qualities]
-    summary = evaluate.summarize(codec.name, description, labels, per_image)
+    summary = results.summarize(codec.name, description, labels, per_image)
     summary["qualities"] = list(qualities)
   return summary
 
@@ -215,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
   """Benchmarks the codecs the options name; writes and prints the results."""
   # pylint: disable=import-outside-toplevel
-  from sae import evaluate, images as image_io
+  from sae import images as image_io
   from sae.fileio import write_json
   # The images the test scripts would read from this folder (their protocol).
   paths = kodak.ensure_images(args.images, progress=args.progress)
@@ -239,7 +212,7 @@ def run(args) -> int:
     out = out_dir / f"{name}.json"
     write_json(out, summary)
     print(f"{name}: {summary['description']}\n"
-          f"{evaluate.format_table(summary)}\n"
+          f"{results.format_table(summary)}\n"
           f"-> {out} ({time.perf_counter() - t0:.0f} s)\n")
   return 0
 

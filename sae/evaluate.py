@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tqdm
 
-from sae import checkpoints, codec, kodak, metrics
+from sae import checkpoints, codec, kodak, results
 from sae.config import layer_name
 from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
@@ -26,50 +26,19 @@ def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
   per_image = []
   for path in tqdm.tqdm(paths, desc="evaluate", disable=not progress):
     image = load_image(path)
-    h, w = image.shape[:2]
-    row = {"image": pathlib.Path(path).name, "height": h, "width": w,
-           "bytes": [], "bpp": [], "psnr-rgb": [], "ms-ssim-rgb": [],
-           "encoding_time": [], "decoding_time": []}
+    row = results.new_row(pathlib.Path(path).name, image)
     for k in range(1, num_layers + 1):
       t0 = time.perf_counter()
       stream = codec.encode(model, image, k)
       t1 = time.perf_counter()
       decoded = codec.decode(model, stream)
       t2 = time.perf_counter()
-      row["bytes"].append(len(stream))
-      row["bpp"].append(metrics.bits_per_pixel(len(stream), h, w))
-      row["psnr-rgb"].append(metrics.psnr(image, decoded))
-      row["ms-ssim-rgb"].append(metrics.ms_ssim(image, decoded))
-      row["encoding_time"].append(t1 - t0)
-      row["decoding_time"].append(t2 - t1)
+      results.record(row, image, stream, decoded, t1 - t0, t2 - t1)
       if recon_dir is not None:
         save_png(decoded, pathlib.Path(recon_dir) /
                  f"{pathlib.Path(path).stem}_{k}.png")
     per_image.append(row)
   return per_image
-
-
-RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time",
-               "decoding_time")
-
-
-def summarize(name, description, layers, per_image) -> dict:
-  """CompressAI-style results: one entry per cumulative layer (means)."""
-  results = {key: [float(np.mean([r[key][i] for r in per_image]))
-                   for i in range(len(layers))] for key in RESULT_KEYS}
-  return {"name": name, "description": description, "layers": list(layers),
-          "results": results, "per_image": per_image}
-
-
-def format_table(summary) -> str:
-  lines = [f"{'layers':<12}{'bpp':>9}{'PSNR-RGB':>10}{'MS-SSIM':>9}"
-           f"{'enc s':>8}{'dec s':>8}"]
-  r = summary["results"]
-  for i, name in enumerate(summary["layers"]):
-    lines.append(f"{name:<12}{r['bpp'][i]:>9.4f}{r['psnr-rgb'][i]:>10.2f}"
-                 f"{r['ms-ssim-rgb'][i]:>9.4f}{r['encoding_time'][i]:>8.3f}"
-                 f"{r['decoding_time'][i]:>8.3f}")
-  return "\n".join(lines)
 
 
 def run(num_layers: int, args) -> int:
@@ -91,7 +60,7 @@ def run(num_layers: int, args) -> int:
   # committed and must not carry one machine's paths.
   shown = pathlib.Path(os.path.relpath(weights)).as_posix()
   layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
-  summary = summarize(
+  summary = results.summarize(
       args.name or f"sae-{config.metric}",
       f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
       f"{shown}; {len(paths)} images from "
@@ -99,7 +68,7 @@ def run(num_layers: int, args) -> int:
       per_image)
   summary["metric"] = config.metric
   summary["weights_ids"] = [i.hex() for i in model.weights_ids()]
-  print(format_table(summary))
+  print(results.format_table(summary))
   if args.out:
     write_json(args.out, summary)
   return 0

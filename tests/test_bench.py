@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sae import bench, classical, evaluate
+from sae import bench, classical, results
 from sae.images import load_image, save_png
 
 KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared/data/kodak"
@@ -67,7 +67,7 @@ def test_reported_bytes_are_the_bytes_written(name, images):
       assert row["bpp"][i] * h * w / 8 == pytest.approx(len(written))
       assert codec.decode(written).shape == image.shape
     assert row["bpp"] == sorted(row["bpp"])
-  for key in evaluate.RESULT_KEYS:
+  for key in results.RESULT_KEYS:
     assert summary["results"][key] == pytest.approx(
         np.mean([r[key] for r in summary["per_image"]], axis=0))
 
@@ -115,7 +115,7 @@ def test_cli_writes_one_results_json_per_codec(tmp_path, images, capsys):
     summary = json.loads((out / f"{name}.json").read_text())
     assert set(summary) >= {"name", "description", "layers", "qualities",
                             "results", "per_image"}
-    assert set(summary["results"]) == set(evaluate.RESULT_KEYS)
+    assert set(summary["results"]) == set(results.RESULT_KEYS)
     assert all(len(v) == points for v in summary["results"].values())
     assert len(summary["per_image"]) == 2
   assert "jpeg2000-layers" in capsys.readouterr().out

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from sae import bitstream, checkpoints, codec, evaluate, metrics
+from sae import results as results_schema
 from sae.images import list_images
 from tools import pin_shipped_streams as pins
 
@@ -116,6 +117,6 @@ def test_shipped_weights_reproduce_results_on_kodak(weights):
     np.testing.assert_allclose(new["psnr-rgb"], old["psnr-rgb"], atol=0.01)
     np.testing.assert_allclose(new["ms-ssim-rgb"], old["ms-ssim-rgb"], atol=1e-4)
   # The means, which the README's table quotes.
-  means = evaluate.summarize("", "", recorded["layers"], per_image)["results"]
+  means = results_schema.summarize("", "", recorded["layers"], per_image)["results"]
   for key, atol in (("bpp", 0.001), ("psnr-rgb", 0.01), ("ms-ssim-rgb", 1e-4)):
     np.testing.assert_allclose(means[key], recorded["results"][key], atol=atol)
