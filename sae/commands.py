@@ -237,6 +237,7 @@ def decompress(args) -> int:
   used = None
   if args.partial:
     data, used = _complete_layers(data, args.layers)
+    args.layers = None  # data now holds the layers to decode
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
   if num_layers > stream.num_layers:

@@ -221,7 +221,9 @@ def test_bad_streams_are_refused(tiny_weights, stream4, tmp_path, name):
   out.parent.mkdir()
   commands_to_try = [["decompress", bad, out, "--weights", tiny_weights]]
   if name != "other-weights":  # only decoding needs the weights
-    commands_to_try += [["truncate", bad, out, "--layers", 1], ["info", bad]]
+    commands_to_try += [["truncate", bad, out, "--layers", 1]]
+    if name != "cut-chunk":  # info reports a cut file's complete layers
+      commands_to_try.append(["info", bad])
   for argv in commands_to_try:
     assert_refused(cli(*argv), out)
   # An existing output is left as it was.
