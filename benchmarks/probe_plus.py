@@ -112,6 +112,9 @@ def train_layer(kinds, k, args, train_folder):
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  elif k > 0:
+    state["warm_start"] = model.plus_layers[k].warm_start(
+        model.plus_layers[k - 1])
   start = int(optimizer.iterations)
   # A resumed run must not replay the crops of the first one.
   dataset = data.training_dataset(train_folder, args.patch_size,

@@ -198,6 +198,11 @@ class PlusLayer(tf.keras.layers.Layer):
   def prepare_for_coding(self):
     raise NotImplementedError
 
+  def warm_start(self, lower_layer) -> bool:
+    """Initializes from the trained layer below; False when it does not."""
+    del lower_layer
+    return False
+
   @property
   def weight_variables(self):
     return list(self.weights)
@@ -390,11 +395,12 @@ class ConditionalLayer(PlusLayer):
 class RefinementLayer(PlusLayer):
   """Latent-domain residual decoded by one synthesis.
 
-  Analysis: [x, lower recon] -> target latent t (C >= lower channels);
-  r = t - lower latent (zero-padded to C) is coded with means and scales
-  from [lower latent, side]; the refined latent lower + r_hat alone is
-  decoded by this layer's synthesis (the lower reconstruction is replaced,
-  not added to).
+  Analysis: [x, lower recon] -> latent residual r (C >= lower channels),
+  scaled by a per-channel gain that starts small (0.1); r is coded with means
+  and scales from [lower latent, side]; the refined latent (lower latent
+  zero-padded to C) + r_hat alone is decoded by this layer's synthesis (the
+  lower reconstruction is replaced, not added to).  ``warm_start`` copies
+  the lower synthesis, so training starts at the lower layer's point.
   """
 
   kind = "refinement"
@@ -407,11 +413,23 @@ class RefinementLayer(PlusLayer):
                        f"latent's {lower_channels} channels, got {c}")
     self.analysis = AnalysisTransform(spec)
     self.synthesis = SynthesisTransform(spec)
-    self.params = _params_net(spec.conv_filters, c,  "params")
+    self.params = _params_net(spec.conv_filters, c, "params")
     self.gaussian = GaussianConditional()
+    self.gain = self.add_weight(name="gain", shape=(c,),
+                                initializer=tf.keras.initializers.Constant(0.1))
     self.analysis.build((None, None, None, 6))
     self.synthesis.build((None, None, None, c))
     self.params.build((None, None, None, lower_channels + side_channels))
+
+  def warm_start(self, lower_layer):
+    """Starts from the lower layer's synthesis when shapes allow; True if so."""
+    source = getattr(lower_layer, "synthesis", None)
+    if source is None or [v.shape for v in source.weights] != [
+        v.shape for v in self.synthesis.weights]:
+      return False
+    for mine, theirs in zip(self.synthesis.weights, source.weights):
+      mine.assign(theirs)
+    return True
 
   def _base(self, lower):
     extra = self.spec.latent_channels - lower.latent.shape[-1]
@@ -424,8 +442,8 @@ class RefinementLayer(PlusLayer):
     return mean, scale_index(logits)
 
   def _residual(self, x, lower):
-    t = self.analysis(tf.concat([x, lower.recon], -1), training=False)
-    return t - self._base(lower)
+    r = self.analysis(tf.concat([x, lower.recon], -1), training=False)
+    return r * self.gain
 
   def _next(self, lower, r_hat):
     latent = self._base(lower) + r_hat

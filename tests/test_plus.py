@@ -93,3 +93,15 @@ def test_bad_layer_stacks_are_refused():
   narrow = (TINY_LAYERS[2], TINY_LAYERS[0])  # 16 latent channels, then 8
   with pytest.raises(ValueError, match="at least the lower"):
     plus.PlusModel(("meanscale", "refinement"), narrow)
+
+
+def test_refinement_starts_from_the_lower_synthesis():
+  model = plus.PlusModel(("meanscale", "refinement"), TINY_LAYERS)
+  base, refinement = model.plus_layers
+  assert refinement.warm_start(base)
+  for mine, theirs in zip(refinement.synthesis.weights, base.synthesis.weights):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+  # A wider refinement cannot copy: it says so and keeps its own weights.
+  wide = plus.PlusModel(("meanscale", "refinement"),
+                        (TINY_LAYERS[0], TINY_LAYERS[2]))
+  assert not wide.plus_layers[1].warm_start(wide.plus_layers[0])
