@@ -83,7 +83,8 @@ class ScalableAutoEncoder(tf.keras.Model):
   def lower_of_image(self, k):
     """A tf.function: float (H, W, 3) image -> reconstruction by layers < k."""
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.float32)])
+    @tf.function(autograph=False,
+                 input_signature=[tf.TensorSpec((None, None, 3), tf.float32)])
     def lower(image):
       total = self.lower_reconstruction(pad_to_stride(image[None]), k)
       return total[0, :tf.shape(image)[0], :tf.shape(image)[1]]
@@ -138,6 +139,8 @@ class ScalableAutoEncoder(tf.keras.Model):
   # Coding.  Both functions take the number of layers as a tensor so one
   # traced graph serves every prefix; the Python loop runs over layers only.
   # Large images go through the transforms band by band (transforms.py).
+  # No autograph: the control flow is explicit (tf.cond, tf.while_loop), and
+  # converting every Keras call took most of a cold command's tracing.
 
   def _analyze(self, codec, x):
     return analyze_in_bands(codec.analysis, x, self.band_latent_pixels)
@@ -145,7 +148,7 @@ class ScalableAutoEncoder(tf.keras.Model):
   def _synthesize(self, codec, y_hat):
     return synthesize_in_bands(codec.synthesis, y_hat, self.band_latent_pixels)
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
   def compress(self, image, num_layers):
     """uint8 (H, W, 3) -> (strings of shape (num_layers_total,), [H, W]).
@@ -154,7 +157,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     """
     return self._code_layers(image, num_layers, version=2)
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
   def compress_v1(self, image, num_layers):
     """``compress`` in stream version 1, for tests of legacy streams."""
@@ -184,19 +187,19 @@ class ScalableAutoEncoder(tf.keras.Model):
       strings.append(string)
     return tf.stack(strings), tf.shape(image)[:2]
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress(self, strings, image_shape):
     """Strings of the first k layers and [H, W] -> uint8 (H, W, 3)."""
     return to_uint8(self.decompress_float(strings, image_shape))
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_float(self, strings, image_shape):
     """As ``decompress`` but the unclipped float sum, cropped."""
     return self._decode_layers(strings, image_shape, version=2)
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_v1(self, strings, image_shape):
     """``decompress`` for stream version 1, whose range decoder has no bound
@@ -238,7 +241,7 @@ class ScalableAutoEncoder(tf.keras.Model):
   # stride; the same additions in the same order as decompress_float give
   # the same pixels.
 
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((), tf.int32), tf.TensorSpec((1,), tf.string),
       tf.TensorSpec((2,), tf.int32),
       tf.TensorSpec((1, None, None, 3), tf.float32)])

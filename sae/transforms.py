@@ -14,7 +14,64 @@ from sae.config import LayerSpec
 TOTAL_STRIDE = 16
 
 
-class AnalysisTransform(tf.keras.Sequential):
+class GDN(tfc.GDN):
+  """tfc.GDN whose constant alpha and epsilon are Python numbers.
+
+  tfc.GDN compares them with 1 and 2 in Python ``if``s; as tensors, autograph
+  turned each test into a tf.cond whose branches were all traced (and, with
+  autograph off, the test cannot run at all).  As numbers, tracing takes the
+  one branch the condition selects: the same operations as before.
+  """
+
+  @property
+  def alpha(self):
+    if callable(self.alpha_parameter):
+      return super().alpha
+    return float(self.alpha_parameter)
+
+  @property
+  def epsilon(self):
+    if callable(self.epsilon_parameter):
+      return super().epsilon
+    return float(self.epsilon_parameter)
+
+
+class _Transform(tf.keras.Sequential):
+  """A Sequential of tfc layers built layer by layer, without a traced call.
+
+  Keras builds a Sequential by tracing a call on a symbolic input, which
+  took a second or more per transform (most of a cold command's model
+  build); building each layer (and its GDN activation) from the shapes
+  creates the same variables, under the same names, in the same order.
+  """
+
+  def build(self, input_shape=None):
+    if input_shape is None:
+      raise ValueError("You must provide an `input_shape` argument.")
+    shape = tf.TensorShape(input_shape)
+    for layer in self.layers:
+      with tf.name_scope(layer.name):
+        if not layer.built:
+          layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+        activation = getattr(layer, "activation", None)
+        if isinstance(activation, tf.keras.layers.Layer) and not activation.built:
+          with tf.name_scope(activation.name):
+            activation.build(shape)
+    self._build_input_shape = tuple(tf.TensorShape(input_shape))
+    self.built = True
+
+  def call(self, inputs, training=None):
+    # What Sequential's graph network computes, layer by layer, without
+    # building that network for every new input shape (seconds per trace).
+    del training  # no layer here behaves differently in training
+    outputs = inputs
+    for layer in self.layers:
+      outputs = layer(outputs)
+    return outputs
+
+
+class AnalysisTransform(_Transform):
   """x (0..255 scale, any sign) -> latent y with ``latent_channels`` channels."""
 
   def __init__(self, spec: LayerSpec, name: str = "analysis"):
@@ -22,16 +79,16 @@ class AnalysisTransform(tf.keras.Sequential):
     self.add(tf.keras.layers.Rescaling(1 / 255))
     self.add(tfc.SignalConv2D(
         spec.conv_filters, (9, 9), name="layer_0", corr=True, strides_down=4,
-        padding="same_zeros", use_bias=True, activation=tfc.GDN(name="gdn_0")))
+        padding="same_zeros", use_bias=True, activation=GDN(name="gdn_0")))
     self.add(tfc.SignalConv2D(
         spec.conv_filters, (5, 5), name="layer_1", corr=True, strides_down=2,
-        padding="same_zeros", use_bias=True, activation=tfc.GDN(name="gdn_1")))
+        padding="same_zeros", use_bias=True, activation=GDN(name="gdn_1")))
     self.add(tfc.SignalConv2D(
         spec.latent_channels, (5, 5), name="layer_2", corr=True,
         strides_down=2, padding="same_zeros", use_bias=False, activation=None))
 
 
-class SynthesisTransform(tf.keras.Sequential):
+class SynthesisTransform(_Transform):
   """Latent y -> reconstruction on the 0..255 scale (unclipped)."""
 
   def __init__(self, spec: LayerSpec, name: str = "synthesis"):
@@ -39,11 +96,11 @@ class SynthesisTransform(tf.keras.Sequential):
     self.add(tfc.SignalConv2D(
         spec.conv_filters, (5, 5), name="layer_0", corr=False, strides_up=2,
         padding="same_zeros", use_bias=True,
-        activation=tfc.GDN(name="igdn_0", inverse=True)))
+        activation=GDN(name="igdn_0", inverse=True)))
     self.add(tfc.SignalConv2D(
         spec.conv_filters, (5, 5), name="layer_1", corr=False, strides_up=2,
         padding="same_zeros", use_bias=True,
-        activation=tfc.GDN(name="igdn_1", inverse=True)))
+        activation=GDN(name="igdn_1", inverse=True)))
     self.add(tfc.SignalConv2D(
         3, (9, 9), name="layer_2", corr=False, strides_up=4,
         padding="same_zeros", use_bias=True, activation=None))
