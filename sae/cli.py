@@ -97,6 +97,10 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="layer table: the paper's, or a tiny one for tests")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
+  p.add_argument("--logical-cpus", type=_positive, default=None, metavar="N",
+                 help="split the CPU into N logical devices, one replica each "
+                 "with --distribute mirrored on a machine without GPUs (for "
+                 "trying and testing distributed training)")
   p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
                  help="enhancement layers: code whole training images with the "
                  "frozen layers once and train on crops of their residuals "

@@ -14,10 +14,24 @@ import tensorflow as tf
 STRATEGIES = ("none", "mirrored", "multi-worker")
 
 
-def get_strategy(name: str) -> tf.distribute.Strategy:
+def get_strategy(name: str, logical_cpus: int = 0) -> tf.distribute.Strategy:
+  """The strategy called ``name``.
+
+  Args:
+    logical_cpus: split the CPU into this many logical devices first (0:
+      don't), so ``mirrored`` can be run and tested without GPUs; must be
+      called before TensorFlow initializes its devices.
+  """
+  if logical_cpus:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
   if name == "none":
     return tf.distribute.get_strategy()
   if name == "mirrored":
+    if logical_cpus and not tf.config.list_physical_devices("GPU"):
+      return tf.distribute.MirroredStrategy(
+          [f"/cpu:{i}" for i in range(logical_cpus)])
     return tf.distribute.MirroredStrategy()
   if name == "multi-worker":
     return tf.distribute.MultiWorkerMirroredStrategy()

@@ -7,6 +7,7 @@ import math
 import pathlib
 import shutil
 import signal
+import sys
 import tempfile
 import time
 
@@ -125,7 +126,8 @@ def _train(k: int, args: argparse.Namespace) -> int:
   patch = args.patch_size or preset.patch_size
   batch = args.batch_size or preset.batch_size
   root = pathlib.Path(args.checkpoint_dir)
-  strategy = distribute.get_strategy(args.distribute)
+  strategy = distribute.get_strategy(args.distribute,
+                                     getattr(args, "logical_cpus", None) or 0)
   chief = distribute.is_chief(strategy)
   # Non-chief workers write to a throwaway folder (tf.distribute convention).
   write_root = root if chief else pathlib.Path(tempfile.mkdtemp())
@@ -177,9 +179,16 @@ def _train(k: int, args: argparse.Namespace) -> int:
       str(checkpoints.layer_dir(root, k) / "train"))
   if latest:
     train_ckpt.restore(latest).assert_existing_objects_matched()
-    logging.info("resumed %s at step %d", layer_name(k), int(optimizer.iterations))
+    logging.info("resumed %s at step %d", layer_name(k), _steps_done(optimizer))
   elapsed = state.get("train_seconds", 0.0)
 
+  # Said once, so a user sees whether the GPU they installed is used.
+  devices = [d.split("device:")[-1] for d in strategy.extended.worker_devices]
+  if chief:
+    print(f"training {layer_name(k)} on {', '.join(devices)} of this machine "
+          f"({strategy.num_replicas_in_sync} replica"
+          f"{'s' if strategy.num_replicas_in_sync > 1 else ''} in all)",
+          file=sys.stderr)
   train_step = make_train_step(model, k, variables, optimizer, strategy, batch,
                                jit_compile=args.jit)
 
@@ -193,7 +202,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
     _upgrade_csv(val_csv, VAL_COLUMNS)
   val_batches = data.validation_batches(args.corpus, patch, 8)
   validate = make_validation(model, k)
-  start = int(optimizer.iterations)
+  start = _steps_done(optimizer)
   if start >= args.steps:  # nothing to train: start-up is not training time
     t_start = time.monotonic()
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
@@ -251,10 +260,10 @@ def _train(k: int, args: argparse.Namespace) -> int:
   if lower_after != lower_before:
     raise RuntimeError("a frozen lower layer changed during training")
   state.update(
-      finished=int(optimizer.iterations) >= args.steps,
-      steps=int(optimizer.iterations), batch_size=batch, patch_size=patch,
+      finished=_steps_done(optimizer) >= args.steps,
+      steps=_steps_done(optimizer), batch_size=batch, patch_size=patch,
       spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
-      num_replicas=strategy.num_replicas_in_sync,
+      num_replicas=strategy.num_replicas_in_sync, devices=devices,
       lower_layer_sha256_after=lower_after,
       weights_sha256=model.codecs[k].digest())
   if chief:
@@ -264,6 +273,12 @@ def _train(k: int, args: argparse.Namespace) -> int:
   print(json.dumps({"layer": layer_name(k), **state.get("last", {}),
                     "train_seconds": round(elapsed, 1)}))
   return 0
+
+
+def _steps_done(optimizer) -> int:
+  """The optimizer's step count.  Under a distribution strategy it is a
+  distributed variable, which int() does not take."""
+  return int(optimizer.iterations.numpy())
 
 
 def make_train_step(model, k, variables, optimizer, strategy, global_batch,
@@ -383,13 +398,13 @@ def _checkpoint(manager, optimizer, model, root, k, state, elapsed, t0):
              for v in model.codecs[k].weight_variables):
     raise FloatingPointError(
         f"{layer_name(k)}'s weights are no longer finite at step "
-        f"{int(optimizer.iterations)}; not saved. Resume from the last "
+        f"{_steps_done(optimizer)}; not saved. Resume from the last "
         f"checkpoint in {manager.directory} with a lower --learning-rate")
   elapsed += time.monotonic() - t0
-  manager.save(checkpoint_number=int(optimizer.iterations))
+  manager.save(checkpoint_number=_steps_done(optimizer))
   checkpoints.save_weights(model.codecs[k], root, k)
   state["train_seconds"] = round(elapsed, 1)
-  state["steps"] = int(optimizer.iterations)
+  state["steps"] = _steps_done(optimizer)
   checkpoints.write_state(root, k, state)
   return elapsed
 
