@@ -235,6 +235,7 @@ def _worker_main(conn, weights, log_level):
     quiet_tensorflow()
     from sae import codec, commands
     model = commands.load_model(commands._weights_root(weights))  # pylint: disable=protected-access
+    _warm_up(model)
   except Exception as e:  # noqa: BLE001  any failure is reported, not raised
     conn.send(("failed", " ".join(str(e).split()) or type(e).__name__))
     return
@@ -256,6 +257,24 @@ def _worker_main(conn, weights, log_level):
       traceback.print_exc()
       conn.send(("error", "the decoder failed on this stream", True))
       return
+
+
+def _warm_up(model) -> None:
+  """Traces the decoding graphs before the worker says it is ready, so that
+  a request's deadline covers decoding, not tracing (seconds, a minute on a
+  busy machine).  The version-2 graph also runs once, on empty payloads,
+  which it refuses in bounded time; the legacy graph is only traced: an
+  empty payload could keep tfc's decoder spinning."""
+  import tensorflow as tf
+  strings = tf.constant([b""] * model.num_layers, tf.string)
+  shape = tf.constant([16, 16], tf.int32)
+  try:
+    model.decompress(strings, shape)
+  except tf.errors.InvalidArgumentError:
+    pass  # refused, as it should be: the graph ran
+  legacy = getattr(model, "decompress_v1", None)
+  if legacy is not None:
+    legacy.get_concrete_function()
 
 
 def _exit_with_parent():
