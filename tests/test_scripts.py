@@ -1,6 +1,12 @@
-"""End to end: the per-layer scripts with the tiny preset on a few images."""
+"""End to end: the per-layer scripts with the tiny preset on a few images.
+
+The four trained layers are the session's ``tiny_weights`` (conftest: the
+same entry point the scripts call, ``cli.train_main``), copied so that
+tests may resume or damage them.
+"""
 
 import json
+import shutil
 
 import pytest
 
@@ -18,14 +24,11 @@ TRAINERS = (train_base, train_el1, train_el2, train_el3)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_weights):
   root = tmp_path_factory.mktemp("e2e")
   corpus = write_corpus(root / "corpus", [(64, 64), (80, 96), (72, 64)])
   ckpt = root / "ckpt"
-  for trainer in TRAINERS:
-    argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
-            str(ckpt), "--steps", "3", "--no-progress", "--seed", "1"]
-    assert trainer.main(argv) == 0
+  shutil.copytree(tiny_weights, ckpt)
   return root, corpus, ckpt
 
 
@@ -33,12 +36,12 @@ def test_four_layers_trained_and_lower_layers_frozen(trained):
   _, _, ckpt = trained
   assert checkpoints.available_layers(ckpt) == 4
   val = (ckpt / "el3" / "val.csv").read_text().splitlines()
-  assert val[0] == "step,loss,bpp,mse,psnr,ms_ssim" and val[-1].startswith("3,")
+  assert val[0] == "step,loss,bpp,mse,psnr,ms_ssim" and val[-1].startswith("2,")
   for k in range(1, 4):
     state = checkpoints.read_state(ckpt, k)
-    assert state["validation"]["step"] == 3 and state["validation"]["bpp"] > 0
+    assert state["validation"]["step"] == 2 and state["validation"]["bpp"] > 0
     assert 0 < state["validation"]["ms_ssim"] <= 1
-    assert state["steps"] == 3 and state["finished"]
+    assert state["steps"] == 2 and state["finished"]
     assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
     assert len(state["lower_layer_sha256_before"]) == k
 
@@ -62,13 +65,14 @@ def test_test_el3_writes_four_layers_with_increasing_rate(trained, tmp_path):
 
 def test_resume_continues_from_checkpoint(trained):
   _, corpus, ckpt = trained
+  first = checkpoints.read_state(ckpt, 3)["schedule"]["decay_at_step"]
   argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
-          str(ckpt), "--steps", "5", "--no-progress"]
+          str(ckpt), "--steps", "4", "--no-progress"]
   assert train_el3.main(argv) == 0
   state = checkpoints.read_state(ckpt, 3)
-  assert state["steps"] == 5
-  # The decay step of the first run (0.8 * 3 steps) survives the extension.
-  assert state["schedule"]["decay_at_step"] == 2
+  assert state["steps"] == 4
+  # The decay step of the first run (0.8 * 2 steps) survives the extension.
+  assert state["schedule"]["decay_at_step"] == first == 1
 
 
 def _refusal(capsys, trainer, argv):
@@ -277,19 +281,27 @@ def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
   assert cli("export", tmp_path / "saved", "--weights", shipped)[0] == 0
 
 
-def test_train_all_trains_every_layer_then_skips_them(tmp_path):
+def test_train_all_trains_the_unfinished_layers_then_skips_them(
+    tmp_path, tiny_weights):
   import os
   import pathlib
   import subprocess
   root = pathlib.Path(__file__).resolve().parents[1]
   corpus = write_corpus(tmp_path / "c", [(64, 64), (72, 80)])
+  # base and el1 finished (as after an interrupted run); el2, el3 to train.
   ckpt = tmp_path / "ck"
+  shutil.copytree(tiny_weights, ckpt)
+  for layer in ("el2", "el3"):
+    shutil.rmtree(ckpt / layer)
   env = dict(os.environ, STEPS_BASE="2", STEPS_EL="2", TF_CPP_MIN_LOG_LEVEL="3")
   argv = ["bash", str(root / "tools" / "train_all.sh"), str(ckpt), str(corpus),
           "--preset", "tiny", "--no-progress"]
   done = subprocess.run(argv, env=env, capture_output=True, text=True,
                         timeout=600)
   assert done.returncode == 0, done.stderr
+  assert done.stdout.count("finished, skipped") == 2
+  assert [line.split(":")[0] for line in done.stdout.splitlines()
+          if "training to" in line] == ["el2", "el3"]
   assert checkpoints.available_layers(ckpt) == 4
   assert all(checkpoints.read_state(ckpt, k)["finished"] for k in range(4))
   done = subprocess.run(argv, env=env, capture_output=True, text=True,
