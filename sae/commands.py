@@ -75,8 +75,13 @@ def _layer_count(text):
   return value
 
 
+def _prog() -> str:
+  """How the user called us: the ``sae`` console script or ``python -m sae``."""
+  return "sae" if os.path.basename(sys.argv[0]) == "sae" else "python -m sae"
+
+
 def build_parser() -> argparse.ArgumentParser:
-  p = Parser(prog="python -m sae",
+  p = Parser(prog=_prog(),
               description="Layered image codec (SAE, Jia et al. MIPR 2019).")
   sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
   weights_help = ("weights folder or training checkpoint directory "
@@ -141,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv:  # no command: say how to give one
+    print(parser.format_usage().strip(), file=sys.stderr)
+    return 2
+  args = parser.parse_args(argv)
   status = guarded(_run, args)
   if _abandoned_thread:
     # A legacy decode missed its deadline and its C++ loop cannot be
@@ -178,6 +188,7 @@ def _run(args) -> int:
 
 def truncate(args) -> int:
   check_output(args.output)
+  _check_not_input(args.input, args.output)
   atomic_write(args.output, bitstream.truncate(_read_stream(args.input),
                                                args.layers))
   return 0
@@ -384,21 +395,58 @@ def load_model(root, num_layers=None, expect_ids=()):
   stamp = _folder_stamp(root, have)
   cached = _MODELS.get(key)
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
-    _check_ids(cached[1], expect_ids)
+    _check_ids(cached[1], expect_ids, root)
     return cached[1]
   # The ids cover the coding tables, so they are checked after building them.
   model = checkpoints.load_model(root, needed)
-  _check_ids(model, expect_ids)
+  _check_ids(model, expect_ids, root)
   _MODELS[key] = (stamp, model)
   return model
 
 
-def _check_ids(model, expect_ids) -> None:
+def _check_ids(model, expect_ids, root=None) -> None:
+  """The one check that a stream's layers were coded with these weights.
+
+  Raises:
+    InputError: naming the first layer that differs (base, el1, ...) and
+      the weights id the stream needs, with the shipped folder that has it.
+  """
+  from sae.config import layer_name
   ids = model.weights_ids()
   for k, want in enumerate(expect_ids):
     if want != ids[k]:
-      raise InputError(f"layer {k + 1} was coded with weights {want.hex()}, "
-                       f"not with these ({ids[k].hex()})")
+      top = len(expect_ids) - 1
+      need = expect_ids[-1].hex()
+      where = f"{str(root)!r}" if root is not None else "these weights"
+      found = _shipped_weights_with(top, need)
+      hint = (f"; {found} has them: pass --weights {found}" if found else
+              "; a weights folder's manifest.json lists its ids")
+      raise InputError(
+          f"the stream's {layer_name(k)} was coded with other weights than "
+          f"{where} (id {want.hex()}, these have {ids[k].hex()}): it needs "
+          f"weights whose {layer_name(top)} has id {need}{hint}")
+
+
+def _shipped_weights_with(k, weights_id):
+  """The shipped weights folder whose layer k has ``weights_id``, or None."""
+  from sae import checkpoints
+  for manifest in sorted(checkpoints.DEFAULT_WEIGHTS.parent.glob(
+      "*/manifest.json")):
+    try:
+      layers = json.loads(manifest.read_text())["layers"]
+      if len(layers) > k and layers[k]["weights_id"] == weights_id:
+        return os.path.relpath(manifest.parent)
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+  return None
+
+
+def _check_not_input(input_path, output_path) -> None:
+  """Refuses to write over the input: a reader would lose it."""
+  if (os.path.exists(input_path) and os.path.exists(output_path)
+      and os.path.samefile(input_path, output_path)):
+    raise InputError(f"output {str(output_path)!r} is the input; write to "
+                     "another file (then rename it if you wish)")
 
 
 def _folder_stamp(root, num_layers) -> tuple:
