@@ -422,9 +422,9 @@ def _check_ids(model, expect_ids, root=None) -> None:
       hint = (f"; {found} has them: pass --weights {found}" if found else
               "; a weights folder's manifest.json lists its ids")
       raise InputError(
-          f"the stream's {layer_name(k)} was coded with other weights than "
-          f"{where} (id {want.hex()}, these have {ids[k].hex()}): it needs "
-          f"weights whose {layer_name(top)} has id {need}{hint}")
+          f"the stream's {layer_name(k)} was coded with weights {want.hex()}, "
+          f"not with {where} ({ids[k].hex()}): it needs weights whose "
+          f"{layer_name(top)} has id {need}{hint}")
 
 
 def _shipped_weights_with(k, weights_id):

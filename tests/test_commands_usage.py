@@ -41,7 +41,8 @@ def test_other_weights_are_named_with_the_id_the_stream_needs(
                        tiny_weights)
   assert status == 2 and len(err.strip().splitlines()) == 1
   need = manifest["layers"][1]["weights_id"]
-  assert err.startswith("error: the stream's base was coded with other weights")
+  assert err.startswith("error: the stream's base was coded with weights "
+                        f"{manifest['layers'][0]['weights_id']}, not with")
   assert f"whose el1 has id {need}" in err
   assert "pass --weights weights/mse" in err or "weights/mse has them" in err
   assert not (tmp_path / "o.png").exists()
