@@ -267,21 +267,25 @@ def cmd_table(args):
           f"| {kd['encode_s'][k]:.3f} | {kd['decode_s'][k]:.3f} |")
   print("\n".join(lines))
   if ANCHOR in results:
-    print("\n| candidate | BD-rate vs a-cascade, validation | Kodak |")
-    print("|---|---|---|")
+    # Two or three points per curve: linear or quadratic fits (sae.bdrate).
+    print("\n| candidate | BD-rate vs a-cascade, validation | Kodak "
+          "| BD-PSNR, validation | Kodak |")
+    print("|---|---|---|---|---|")
     anchor = results[ANCHOR]["splits"]
     for name, r in results.items():
       if name == ANCHOR:
         continue
       cells = []
-      for split in ("validation", "kodak"):
-        a, t = anchor[split], r["splits"][split]
-        n = min(len(a["bpp"]), len(t["bpp"]))
-        try:
-          cells.append(f"{100 * bdrate.bd_rate(a['bpp'][:n], a['psnr'][:n], t['bpp'][:n], t['psnr'][:n]):+.1f} %")
-        except ValueError as e:
-          cells.append(f"n/a ({e})")
-      print(f"| {name} | {cells[0]} | {cells[1]} |")
+      for fn, unit in ((bdrate.bd_rate, "%"), (bdrate.bd_quality, "dB")):
+        for split in ("validation", "kodak"):
+          a, t = anchor[split], r["splits"][split]
+          n = min(len(a["bpp"]), len(t["bpp"]))
+          try:
+            value = fn(a["bpp"][:n], a["psnr"][:n], t["bpp"][:n], t["psnr"][:n])
+            cells.append(f"{value:+.{1 if unit == '%' else 2}f} {unit}")
+          except ValueError as e:
+            cells.append(f"n/a ({e})")
+      print(f"| {name} | " + " | ".join(cells) + " |")
   return 0
 
 
