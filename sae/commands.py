@@ -82,7 +82,9 @@ def _prog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
   p = Parser(prog=_prog(),
-              description="Layered image codec (SAE, Jia et al. MIPR 2019).")
+              description="Layered image codec (SAE, Jia et al. MIPR 2019). "
+              "Images are read as photo viewers show them: the EXIF "
+              "orientation of a photo is applied before coding.")
   sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
   weights_help = ("weights folder or training checkpoint directory "
                   "(default: the shipped weights/mse)")

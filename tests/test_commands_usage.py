@@ -60,3 +60,8 @@ def test_truncate_refuses_to_write_over_its_input(tmp_path):
   assert cli("truncate", stream, tmp_path / "link.sae", "--layers", 1)[0] == 2
   assert stream.read_bytes() == data
   assert cli("truncate", stream, tmp_path / "y.sae", "--layers", 1)[0] == 0
+
+
+def test_help_says_photos_are_turned_upright():
+  text = " ".join(commands.build_parser().format_help().split())
+  assert "EXIF orientation" in text
