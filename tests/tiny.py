@@ -9,8 +9,6 @@ from PIL import Image
 from sae.config import get_preset
 from sae.model import ScalableAutoEncoder
 
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def tiny_specs(num_layers=4):
   return get_preset("tiny").layers[:num_layers]
