@@ -359,6 +359,14 @@ class Worker:
       self.restart(reply[1])
     raise Refusal(422 if reply[0] == "refused" else 500, reply[1])
 
+  def start_up(self) -> None:
+    """Blocking: waits until a freshly spawned worker is ready; a failure
+    is logged and left for the next decode to retry."""
+    try:
+      self._wait_ready()
+    except Refusal:
+      pass
+
   def _wait_ready(self) -> None:
     if not self.conn.poll(WORKER_START_SECONDS):
       self.restart("it did not start in time")
@@ -389,10 +397,15 @@ class DecoderPool:
         settings.decoders, thread_name_prefix="sae-decode")
 
   def start(self) -> None:
+    """Starts the workers; each joins the idle queue once it is ready (or
+    failed to start: its first decode then tries again)."""
     self._idle = asyncio.Queue()
+    loop = asyncio.get_running_loop()
     for worker in self.workers:
       worker.spawn()
-      self._idle.put_nowait(worker)
+      starting = loop.run_in_executor(self._threads, worker.start_up)
+      starting.add_done_callback(
+          lambda _, worker=worker: self._idle.put_nowait(worker))
 
   def stop(self) -> None:
     for worker in self.workers:
@@ -401,6 +414,7 @@ class DecoderPool:
 
   @property
   def running(self) -> int:
+    """Workers busy decoding (or starting)."""
     return self.settings.decoders - self._idle.qsize()
 
   async def decode(self, data, k) -> bytes:
@@ -565,11 +579,13 @@ class Server:
 
   async def status(self, request):
     return JSONResponse({
-        "decoders": self.settings.decoders, "running": self.pool.running,
+        "decoders": self.settings.decoders,
+        "ready": sum(w.ready for w in self.pool.workers),
+        "running": self.pool.running,
         "admitted": self.pool.admitted, "queue": self.settings.queue,
         "restarts": sum(w.restarts for w in self.pool.workers),
         "cache_entries": len(self.cache), "cache_bytes": self.cache.used,
-        "tensorflow_loaded": "tensorflow" in sys.modules})
+        "tensorflow_loaded": sys.modules.get("tensorflow") is not None})
 
   async def viewer(self, request):
     return Response(self._viewer, media_type="text/html; charset=utf-8",
