@@ -337,6 +337,9 @@ def main(argv=None):
   p.add_argument("--save-case", type=int, nargs="+", default=(), metavar="N",
                  help="also write these cases to --save-dir, whatever their "
                  "outcome")
+  p.add_argument("--only", type=int, nargs="+", default=None, metavar="N",
+                 help="run only these cases (of --cases), e.g. to time the "
+                 "slowest of a run again")
   p.add_argument("--replay", nargs="+", default=None, metavar="FILE",
                  help="decode these saved cases instead of fuzzing")
   args = p.parse_args(argv)
@@ -367,7 +370,7 @@ def fuzz(args, weights):
   bugs = []
   folder = pathlib.Path(args.save_dir)
   t0 = time.perf_counter()
-  for i in range(args.cases):
+  for i in args.only or range(args.cases):
     kind, data, num_layers = make_case(args.seed, i, worker.streams,
                                        worker.num_layers)
     outcome, detail, seconds = worker.decode(data, num_layers, args.timeout)
@@ -384,7 +387,8 @@ def fuzz(args, weights):
   worker.close()
   elapsed = time.perf_counter() - t0
 
-  print(f"{args.cases} mutated version-{args.stream_version} streams in "
+  count = len(args.only) if args.only else args.cases
+  print(f"{count} mutated version-{args.stream_version} streams in "
         f"{elapsed:.1f} s (+{setup:.1f} s model setup), model {weights}")
   print("\noutcomes:")
   for name in ("refused", "decoded") + BUGS:
@@ -402,7 +406,9 @@ def fuzz(args, weights):
     print(f"BUG case {i} ({kind}): {outcome}: {detail}")
   print(f"\nreproduce: nice -n 19 python benchmarks/fuzz_stream.py "
         f"--cases {args.cases} --seed {args.seed} --weights {weights} "
-        f"--stream-version {args.stream_version}\n")
+        f"--stream-version {args.stream_version}"
+        + (f" --only {' '.join(map(str, args.only))}" if args.only else "")
+        + "\n")
   return 1 if bugs else 0
 
 

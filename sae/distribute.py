@@ -38,6 +38,15 @@ def get_strategy(name: str, logical_cpus: int = 0) -> tf.distribute.Strategy:
   raise ValueError(f"--distribute must be one of {STRATEGIES}, got {name!r}")
 
 
+def device_names(strategy: tf.distribute.Strategy) -> list:
+  """The devices this process trains on."""
+  try:
+    return list(strategy.extended.worker_devices)
+  except RuntimeError:  # the default strategy: TensorFlow's own placement
+    gpus = tf.config.list_logical_devices("GPU")
+    return [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Only the chief writes checkpoints, logs and weights."""
   resolver = getattr(strategy, "cluster_resolver", None)

@@ -183,7 +183,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
   elapsed = state.get("train_seconds", 0.0)
 
   # Said once, so a user sees whether the GPU they installed is used.
-  devices = [d.split("device:")[-1] for d in strategy.extended.worker_devices]
+  devices = [d.split("device:")[-1] for d in distribute.device_names(strategy)]
   if chief:
     print(f"training {layer_name(k)} on {', '.join(devices)} of this machine "
           f"({strategy.num_replicas_in_sync} replica"
