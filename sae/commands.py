@@ -20,10 +20,12 @@ import pathlib
 import sys
 import warnings
 
-from sae import bitstream
+from sae import bitstream, folders
 from sae.cli import Parser, guarded, quiet_tensorflow
 from sae.errors import InputError
 from sae.fileio import atomic_write, check_output
+from sae.folders import STREAM_SUFFIX
+from sae.images import IMAGE_SUFFIXES
 
 
 def _port(text):
@@ -89,16 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
   weights_help = ("weights folder or training checkpoint directory "
                   "(default: the shipped weights/mse)")
 
-  c = sub.add_parser("compress", help="image -> layered stream")
-  c.add_argument("input", metavar="IN", help="any image Pillow reads")
-  c.add_argument("output", metavar="OUT", help="stream file to write")
+  c = sub.add_parser(
+      "compress", help="image -> layered stream",
+      description="Compress an image to a stream file, or several images "
+      "or folders of images into a folder of streams, like cp "
+      "(compress a.png b.jpg out/; compress photos/ out/).")
+  c.add_argument("input", metavar="IN", nargs="+",
+                 help="any image Pillow reads, or a folder of them (its "
+                 f"{', '.join(IMAGE_SUFFIXES)} files)")
+  c.add_argument("output", metavar="OUT",
+                 help="stream file to write; with several inputs or a "
+                 "folder, the folder that receives <name>.sae")
   c.add_argument("--layers", type=_layer_count, default=None,
                  help="layers to code (default: all the weights have)")
   c.add_argument("--weights", default=None, help=weights_help)
+  _add_folder_options(c)
 
-  d = sub.add_parser("decompress", help="layered stream -> PNG")
-  d.add_argument("input", metavar="IN", help="stream file")
-  d.add_argument("output", metavar="OUT.png", help="PNG file to write")
+  d = sub.add_parser(
+      "decompress", help="layered stream -> PNG",
+      description="Decompress a stream to a PNG, or several streams or "
+      "folders of streams into a folder of PNGs, like cp "
+      "(decompress streams/ out/).")
+  d.add_argument("input", metavar="IN", nargs="+",
+                 help=f"stream file, or a folder of them (its {STREAM_SUFFIX} "
+                 "files)")
+  d.add_argument("output", metavar="OUT.png",
+                 help="PNG file to write; with several inputs or a folder, "
+                 "the folder that receives <name>.png")
   d.add_argument("--layers", type=_layer_count, default=None,
                  help="decode the first K layers (default: all present)")
   d.add_argument("--weights", default=None, help=weights_help)
@@ -110,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--partial", action="store_true",
                  help="decode the complete layers of a cut file (an "
                  "interrupted download) and say on stderr how many it used")
+  _add_folder_options(d)
 
   t = sub.add_parser("truncate", help="keep the first K layers of a stream")
   t.add_argument("input", metavar="IN", help="stream file")
@@ -141,10 +161,39 @@ def build_parser() -> argparse.ArgumentParser:
   v.add_argument("--cache-mb", type=_non_negative_int, default=128,
                  help="memory for cut files and decoded PNGs (LRU)")
 
+  b = sub.add_parser(
+      "beam", help="code a collection of images as an Apache Beam pipeline",
+      description="Code every image a glob matches into OUTPUT/<name>.sae "
+      "(what compress writes) as an Apache Beam pipeline, each worker "
+      "loading the model once; options not listed here go to Beam "
+      "(--runner, --direct_num_workers, ...; docs/beam.md).")
+  b.add_argument("--input", required=True, metavar="GLOB",
+                 help="images to code (any file system Beam knows)")
+  b.add_argument("--output", required=True, metavar="DIR",
+                 help="folder that receives <name>.sae (created)")
+  b.add_argument("--weights", default=None, help=weights_help +
+                 "; every worker must read it at this path")
+  b.add_argument("--layers", type=_layer_count, default=None,
+                 help="layers to code (default: all the weights have)")
+  b.add_argument("--evaluate", action="store_true",
+                 help="also decode and measure every prefix, as test_el3.py "
+                 "does, and write the results file")
+  b.add_argument("--results", default=None, metavar="FILE",
+                 help="results file of --evaluate (default: "
+                 "DIR/results.json)")
+
   e = sub.add_parser("export", help="write the model as a TF SavedModel")
   e.add_argument("output", metavar="DIR", help="SavedModel folder to create")
   e.add_argument("--weights", default=None, help=weights_help)
   return p
+
+
+def _add_folder_options(p) -> None:
+  p.add_argument("--force", action="store_true",
+                 help="folders: redo outputs that are newer than their input")
+  p.add_argument("--no-progress", dest="progress", action="store_false",
+                 help="folders: no progress bar (there is none either when "
+                 "stderr is not a terminal)")
 
 
 def main(argv=None) -> int:
@@ -153,7 +202,10 @@ def main(argv=None) -> int:
   if not argv:  # no command: say how to give one
     print(parser.format_usage().strip(), file=sys.stderr)
     return 2
-  args = parser.parse_args(argv)
+  args, extra = parser.parse_known_args(argv)
+  if extra and args.command != "beam":  # only beam passes options on
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+  args.pipeline_args = extra
   status = guarded(_run, args)
   if _abandoned_thread:
     # A legacy decode missed its deadline and its C++ loop cannot be
@@ -181,7 +233,7 @@ def _pixel_count(text):
 def _run(args) -> int:
   commands = {"compress": compress, "decompress": decompress,
               "truncate": truncate, "info": info, "export": export,
-              "serve": serve}
+              "serve": serve, "beam": beam}
   return commands[args.command](args)  # cli.guarded reports the errors
 
 
@@ -230,6 +282,9 @@ def stream_info(data: bytes) -> dict:
 
 
 def compress(args) -> int:
+  if folders.is_batch(args.input, args.output):
+    return folders.compress(args)
+  args.input, = args.input
   check_output(args.output)
   width, height = _probe_image(args.input)
   _check_image_size(args.input, height, width)
@@ -245,6 +300,9 @@ def compress(args) -> int:
 
 def decompress(args) -> int:
   global _abandoned_thread
+  if folders.is_batch(args.input, args.output):
+    return folders.decompress(args)
+  args.input, = args.input
   check_output(args.output)
   data = _read_stream(args.input)
   used = None
@@ -293,6 +351,11 @@ def _complete_layers(data, wanted):
                         weights_ids=stream.weights_ids[:use])
   return (bitstream.repack(cut),
           f"decoded {use} of {declared} layers ({why})")
+
+
+def beam(args) -> int:
+  from sae import beam as pipeline
+  return pipeline.run(args, args.pipeline_args)
 
 
 def serve(args) -> int:
