@@ -18,27 +18,63 @@ from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
 
 
-def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
-  """Per-image metrics of layers 1..num_layers; returns the per_image list."""
-  # Trace both tf.functions once so timings exclude graph building.
+def warm_up(model, num_layers) -> None:
+  """Traces both tf.functions once so timings exclude graph building."""
   warm = np.zeros((16, 16, 3), np.uint8)
   codec.decode(model, codec.encode(model, warm, num_layers))
+
+
+def evaluate_image(model, image, name, num_layers, recon_dir=None):
+  """One image's entry of ``per_image``: layers 1..num_layers each coded,
+  decoded and measured (sae.beam calls it once per image).
+
+  Returns:
+    (the entry, the k-layer streams for k = 1..num_layers).
+  """
+  row = results.new_row(name, image)
+  streams = []
+  for k in range(1, num_layers + 1):
+    t0 = time.perf_counter()
+    stream = codec.encode(model, image, k)
+    t1 = time.perf_counter()
+    decoded = codec.decode(model, stream)
+    t2 = time.perf_counter()
+    results.record(row, image, stream, decoded, t1 - t0, t2 - t1)
+    streams.append(stream)
+    if recon_dir is not None:
+      save_png(decoded, pathlib.Path(recon_dir) /
+               f"{pathlib.Path(name).stem}_{k}.png")
+  return row, streams
+
+
+def evaluate_model(model, paths, num_layers, recon_dir=None, progress=True):
+  """Per-image metrics of layers 1..num_layers; returns the per_image list."""
+  warm_up(model, num_layers)
   per_image = []
   for path in tqdm.tqdm(paths, desc="evaluate", disable=not progress):
-    image = load_image(path)
-    row = results.new_row(pathlib.Path(path).name, image)
-    for k in range(1, num_layers + 1):
-      t0 = time.perf_counter()
-      stream = codec.encode(model, image, k)
-      t1 = time.perf_counter()
-      decoded = codec.decode(model, stream)
-      t2 = time.perf_counter()
-      results.record(row, image, stream, decoded, t1 - t0, t2 - t1)
-      if recon_dir is not None:
-        save_png(decoded, pathlib.Path(recon_dir) /
-                 f"{pathlib.Path(path).stem}_{k}.png")
+    row, _ = evaluate_image(model, load_image(path), pathlib.Path(path).name,
+                            num_layers, recon_dir)
     per_image.append(row)
   return per_image
+
+
+def model_summary(model, weights, per_image, folder_name, name=None) -> dict:
+  """The results file of the model's layers on the images of ``per_image``
+  (read from a folder named ``folder_name``)."""
+  config = checkpoints.read_config(weights)
+  # Relative to the working directory where possible: results files are
+  # committed and must not carry one machine's paths.
+  shown = pathlib.Path(os.path.relpath(weights)).as_posix()
+  num_layers = len(per_image[0]["bpp"])  # the model may hold more layers
+  layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
+  summary = results.summarize(
+      name or f"sae-{config.metric}",
+      f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
+      f"{shown}; {len(per_image)} images from "
+      f"{folder_name}; bpp = 8*file bytes/(H*W)", layers, per_image)
+  summary["metric"] = config.metric
+  summary["weights_ids"] = [i.hex() for i in model.weights_ids()[:num_layers]]
+  return summary
 
 
 def run(num_layers: int, args) -> int:
@@ -55,19 +91,8 @@ def run(num_layers: int, args) -> int:
     pathlib.Path(args.recon_dir).mkdir(parents=True, exist_ok=True)
   per_image = evaluate_model(model, paths, num_layers, args.recon_dir,
                              args.progress)
-  config = checkpoints.read_config(weights)
-  # Relative to the working directory where possible: results files are
-  # committed and must not carry one machine's paths.
-  shown = pathlib.Path(os.path.relpath(weights)).as_posix()
-  layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
-  summary = results.summarize(
-      args.name or f"sae-{config.metric}",
-      f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
-      f"{shown}; {len(paths)} images from "
-      f"{pathlib.Path(args.kodak).name}; bpp = 8*file bytes/(H*W)", layers,
-      per_image)
-  summary["metric"] = config.metric
-  summary["weights_ids"] = [i.hex() for i in model.weights_ids()]
+  summary = model_summary(model, weights, per_image,
+                          pathlib.Path(args.kodak).name, args.name)
   print(results.format_table(summary))
   if args.out:
     write_json(args.out, summary)
