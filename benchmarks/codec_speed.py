@@ -1,6 +1,6 @@
 """Encode / decode time of SAE per layer count, next to JPEG 2000 at the same rate.
 
-    nice -n 19 python benchmarks/codec_speed.py [--weights DIR] [--images DIR]
+    nice -n 19 python benchmarks/codec_speed.py [--weights DIR] [--kodak DIR]
         [--layers K] [--limit N]
 
 One warm process: the model is loaded and both tf.functions are traced on
@@ -71,8 +71,9 @@ def match_jpeg2000(codec, image, max_bytes, steps=12):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--weights", default=str(ROOT / "checkpoints" / "mse"))
-  p.add_argument("--images", default=str(ROOT / "kodak"),
+  p.add_argument("--weights", default=str(ROOT / "weights" / "mse"),
+                 help="weights folder (default: the shipped weights/mse)")
+  p.add_argument("--images", "--kodak", default=str(ROOT / "kodak"),
                  help="image folder (default: kodak/, where the 24 Kodak "
                  "images are downloaded when it holds none)")
   p.add_argument("--layers", type=int, default=None,
