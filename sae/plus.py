@@ -188,6 +188,15 @@ def _params_net(filters, out_channels, name):
   ], name=name)
 
 
+def lower_context(lower: Decoded):
+  """[lower latent, base means, base scale index / 8]: the decoder's latent-
+  resolution knowledge, on comparable scales (raw scale logits reach ~60)."""
+  if lower.side.shape[-1] == 0:
+    return lower.latent
+  mean, logits = tf.split(lower.side, 2, axis=-1)
+  return tf.concat([lower.latent, mean, scale_index(logits) / 8], -1)
+
+
 class PlusLayer(tf.keras.layers.Layer):
   """Interface of an SAE+ layer."""
 
@@ -347,8 +356,9 @@ class ConditionalLayer(PlusLayer):
   """Conditional coding of the pixel residual.
 
   Analysis: [x - lower recon, lower recon] -> y.  Entropy model: means and
-  scales from [lower latent, side].  Synthesis: [y_hat, lower latent, side]
-  -> residual added to the lower reconstruction.
+  scales from ``lower_context`` (lower latents, base side information).
+  Synthesis: [y_hat, lower context] -> residual, times a per-channel gain
+  that starts at 0.1, added to the lower reconstruction.
   """
 
   kind = "conditional"
@@ -361,19 +371,26 @@ class ConditionalLayer(PlusLayer):
     self.synthesis = SynthesisTransform(spec)
     self.params = _params_net(spec.conv_filters, c, "params")
     self.gaussian = GaussianConditional()
+    # The residual starts small: a random synthesis fed the context adds
+    # noise of ~1000 MSE at first, which training first removes by dropping
+    # the rate (as the refinement layer's gain).
+    self.gain = self.add_weight(
+        name="gain", shape=(3,),
+        initializer=tf.keras.initializers.Constant(0.1))
     self.analysis.build((None, None, None, 6))
     self.synthesis.build((None, None, None, c + context))
     self.params.build((None, None, None, context))
 
   def _context(self, lower):
-    return tf.concat([lower.latent, lower.side], -1)
+    return lower_context(lower)
 
   def _entropy_params(self, context):
     mean, logits = tf.split(self.params(context, training=False), 2, axis=-1)
     return mean, scale_index(logits)
 
   def _next(self, lower, y_hat, context):
-    residual = self.synthesis(tf.concat([y_hat, context], -1), training=False)
+    residual = self.gain * self.synthesis(tf.concat([y_hat, context], -1),
+                                          training=False)
     return Decoded(lower.recon + residual,
                    tf.concat([lower.latent, y_hat], -1), lower.side)
 
@@ -409,7 +426,7 @@ class RefinementLayer(PlusLayer):
 
   Analysis: [x, lower recon] -> latent residual r (C >= lower channels),
   scaled by a per-channel gain that starts small (0.1); r is coded with means
-  and scales from [lower latent, side]; the refined latent (lower latent
+  and scales from ``lower_context``; the refined latent (lower latent
   zero-padded to C) + r_hat alone is decoded by this layer's synthesis (the
   lower reconstruction is replaced, not added to).  ``warm_start`` copies
   the lower synthesis, so training starts at the lower layer's point.
@@ -448,8 +465,7 @@ class RefinementLayer(PlusLayer):
     return tf.pad(lower.latent, [[0, 0], [0, 0], [0, 0], [0, extra]])
 
   def _entropy_params(self, lower):
-    out = self.params(tf.concat([lower.latent, lower.side], -1),
-                      training=False)
+    out = self.params(lower_context(lower), training=False)
     mean, logits = tf.split(out, 2, axis=-1)
     return mean, scale_index(logits)
 
