@@ -250,13 +250,13 @@ def _worker_main(conn, weights, log_level):
       conn.send(("ok", _png(codec.decode(model, data, k))))
     except timeout_error as e:  # a thread still spins: replace this process
       conn.send(("refused", str(e), True))
-      return
+      os._exit(0)  # a normal exit could wait on the spinning thread
     except InputError as e:
       conn.send(("refused", " ".join(str(e).split()), False))
     except Exception:  # noqa: BLE001  logged here, never sent to a client
       traceback.print_exc()
       conn.send(("error", "the decoder failed on this stream", True))
-      return
+      os._exit(1)
 
 
 def _warm_up(model) -> None:

@@ -330,3 +330,24 @@ def test_serve_refuses_a_missing_folder(tmp_path):
   status, out, err = cli("serve", tmp_path / "absent", "--port", 0)
   assert (status, out) == (2, "")
   assert err == f"error: folder {str(tmp_path / 'absent')!r} does not exist\n"
+
+
+def test_the_stream_that_hung_the_decoder_costs_one_worker(tmp_path):
+  # tests/data/hang-v1-mse.sae keeps tfc's range decoder spinning (issue
+  # #23).  Served with the shipped weights it gets a 422 in seconds, its
+  # worker is replaced, and the server goes on serving.
+  hang = ROOT / "tests" / "data" / "hang-v1-mse.sae"
+  weights = ROOT / "weights" / "mse"
+  if not hang.is_file() or not (weights / "config.json").is_file():
+    pytest.skip("tests/data/hang-v1-mse.sae or weights/mse missing")
+  (tmp_path / "hang.sae").write_bytes(hang.read_bytes())
+  served = Served(tmp_path, "--weights", weights, "--decode-timeout", 20)
+  try:
+    text = assert_refused(served.request("/images/hang.sae.png", timeout=900),
+                          422)
+    assert "decod" in text
+    assert served.json("/status")["restarts"] == 1
+    assert served.request("/files/hang.sae")[2] == hang.read_bytes()
+  finally:
+    served.stop()
+  assert "Traceback" not in served.stderr
