@@ -315,7 +315,7 @@ def decompress(args) -> int:
     raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
                      f"stream, got {num_layers}")
   quiet_tensorflow()
-  from sae import codec, data as image_io
+  from sae import codec, images as image_io
   if args.max_pixels and stream.height * stream.width > args.max_pixels:
     raise InputError(f"stream declares {stream.width}x{stream.height} pixels, "
                      f"more than --max-pixels {args.max_pixels}")
@@ -405,11 +405,12 @@ def _check_image_size(path, height, width) -> None:
 
 
 def _load_image(path):
-  """sae.data.load_image, with its notices (alpha dropped) as one line each."""
-  from sae import data
+  """sae.images.load_image, with its notices (alpha dropped) as one line
+  each."""
+  from sae import images
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    image = data.load_image(path)
+    image = images.load_image(path)
   for w in caught:
     print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
   return image
