@@ -453,7 +453,9 @@ class Server:
     self.folder = Folder(settings.folder, settings.max_file_bytes)
     self.cache = ByteCache(settings.cache_bytes)
     self.pool = DecoderPool(settings)
-    self._entries = {}   # name -> Entry, the latest stat of each file
+    # name -> Entry (the file's bytes, parsed) as of its latest stat,
+    # bounded in bytes like the cache of cut files and PNGs.
+    self._entries = ByteCache(settings.cache_bytes)
     self._decoding = {}  # cache key -> future PNG, shared by equal requests
     self._viewer = VIEWER.read_bytes()
 
@@ -464,9 +466,7 @@ class Server:
     entry = self._entries.get(name)
     if entry is None or entry.stamp != stamp:
       entry = await run_in_threadpool(self.folder.read, name, path)
-      if len(self._entries) >= 4 * MAX_LISTED:
-        self._entries.clear()
-      self._entries[name] = entry
+      self._entries.put(name, entry, len(entry.data))
     return entry
 
   def cut(self, entry, k):
