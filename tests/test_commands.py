@@ -275,8 +275,7 @@ def test_usage_errors(tiny_weights, stream4, tmp_path):
        "does not exist"),
       (["compress", src, out, "--weights", tmp_path], "not a weights folder"),
       (["bogus"], "invalid choice"),
-      ([], "required"),
-  ]
+  ]  # no arguments at all: the usage line (tests/test_commands_usage.py)
   # A folder as input or output is the folder form (tests/test_folders.py).
   for argv, reason in cases:
     err = assert_refused(cli(*argv), out)
