@@ -59,7 +59,9 @@ VIEWER = STATIC / "viewer.html"
 MAX_NAME = 255             # bytes of a file name (most file systems)
 MAX_TARGET = 2048          # bytes of path plus query string
 MAX_LISTED = 1000          # files /list reports
-WORKER_START_SECONDS = 300  # importing TensorFlow and loading the weights
+# Importing TensorFlow, loading the weights and tracing: seconds on an idle
+# machine, over five minutes on one oversubscribed tenfold.
+WORKER_START_SECONDS = 900
 PNG_LEVEL = 3              # zlib level of decoded PNGs: fast, about as small
 
 log = logging.getLogger("sae.serve")
