@@ -83,10 +83,9 @@ class CodeImage(beam.DoFn if beam else object):
     self.model = None
 
   def setup(self):
-    from sae import cli, commands
+    from sae import checkpoints, cli
     cli.quiet_tensorflow()
-    self.model = commands.load_model(pathlib.Path(self.weights),
-                                     self.num_layers)
+    self.model = checkpoints.load_model(self.weights, self.num_layers)
     self.num_layers = self.num_layers or self.model.num_layers
     if self.evaluate:  # timings exclude tracing, as test_el3.py's
       from sae import evaluate
@@ -95,9 +94,7 @@ class CodeImage(beam.DoFn if beam else object):
   def teardown(self):
     # Release the traced functions before the worker's interpreter exits
     # (TensorFlow complains when they are collected during shutdown).
-    from sae import commands
     self.model = None
-    commands._MODELS.clear()
 
   def process(self, readable):
     yield self.code(readable.metadata.path, readable.read)
@@ -154,12 +151,12 @@ def _write_failures(failed, path):
 def _write_results(outcomes, work, pattern, path):
   """The collection's results file, its rows in file order as test_el3.py
   lists a folder."""
-  from sae import commands, evaluate
+  from sae import checkpoints, evaluate
   from sae.fileio import write_json
   if not outcomes:
     return
-  # For the weights ids (cached per process, like the coding's).
-  model = commands.load_model(pathlib.Path(work.weights), work.num_layers)
+  # For the weights ids (the coding tables are stored: seconds at most).
+  model = checkpoints.load_model(work.weights, work.num_layers)
   per_image = [row for _, _, row in sorted(outcomes, key=lambda o: o[1])]
   folder = posixpath.basename(posixpath.dirname(pattern))
   summary = evaluate.model_summary(model, work.weights, per_image, folder)
@@ -181,11 +178,14 @@ def run(args, pipeline_args) -> int:
   logging.getLogger("apache_beam").setLevel(logging.ERROR)
   from apache_beam.io.filesystems import FileSystems
   from apache_beam.options.pipeline_options import PipelineOptions
-  from sae import commands
-  weights = commands._weights_root(args.weights)
-  # The weights and their layers are checked here, before any worker starts.
   from sae import checkpoints
+  weights = pathlib.Path(args.weights or checkpoints.DEFAULT_WEIGHTS)
+  if not weights.is_dir():
+    raise InputError(f"weights folder {str(weights)!r} does not exist")
+  # The weights and their layers are checked here, before any worker starts.
   have = checkpoints.available_layers(weights)
+  if not have:
+    raise InputError(f"{str(weights)!r} holds no trained layer")
   if args.layers and args.layers > have:
     raise InputError(f"{args.layers} layers needed, but {str(weights)!r} has "
                      f"weights for {have}")

@@ -283,7 +283,7 @@ def stream_info(data: bytes) -> dict:
 
 def compress(args) -> int:
   if folders.is_batch(args.input, args.output):
-    return folders.compress(args)
+    return _compress_files(args)
   args.input, = args.input
   check_output(args.output)
   width, height = _probe_image(args.input)
@@ -301,7 +301,7 @@ def compress(args) -> int:
 def decompress(args) -> int:
   global _abandoned_thread
   if folders.is_batch(args.input, args.output):
-    return folders.decompress(args)
+    return _decompress_files(args)
   args.input, = args.input
   check_output(args.output)
   data = _read_stream(args.input)
@@ -330,6 +330,62 @@ def decompress(args) -> int:
   if used:
     print(used, file=sys.stderr)
   return 0
+
+
+def _compress_files(args) -> int:
+  """``compress IN... OUT/``: one stream per image (sae.folders)."""
+  jobs, skipped = folders.plan(args.input, args.output, IMAGE_SUFFIXES,
+                               STREAM_SUFFIX, args.force)
+  quiet_tensorflow()
+  from sae import codec
+  model = load_model(_weights_root(args.weights), args.layers) if jobs else None
+  num_layers = args.layers or (model.num_layers if model else 0)
+
+  def read(job):
+    width, height = _probe_image(job.source)
+    _check_image_size(job.source, height, width)
+    return _load_image(job.source)
+
+  def code(job, image):
+    data = codec.encode(model, image, num_layers)
+    atomic_write(job.target, data)
+    return len(data)
+
+  return folders.run("compress", jobs, skipped, read, code, args.progress)
+
+
+def _decompress_files(args) -> int:
+  """``decompress IN... OUT/``: one PNG per stream (sae.folders)."""
+  jobs, skipped = folders.plan(args.input, args.output, (STREAM_SUFFIX,),
+                               ".png", args.force)
+  quiet_tensorflow()
+  from sae import codec, images
+  model = load_model(_weights_root(args.weights), args.layers) if jobs else None
+
+  def read(job):
+    data, note = _read_stream(job.source), None
+    if args.partial:
+      data, note = _complete_layers(data, args.layers)
+    stream = bitstream.unpack(data)
+    if args.max_pixels and stream.height * stream.width > args.max_pixels:
+      raise InputError(f"stream declares {stream.width}x{stream.height} "
+                       f"pixels, more than --max-pixels {args.max_pixels}")
+    return data, note
+
+  def code(job, read_out):
+    global _abandoned_thread
+    data, note = read_out
+    try:
+      image = codec.decode(model, data, args.layers, max_pixels=args.max_pixels)
+    except codec.DecodeTimeout:
+      _abandoned_thread = True  # exit without waiting for its thread
+      raise
+    images.save_png(image, job.target)
+    if note:
+      print(f"{job.source}: {note}", file=sys.stderr)
+    return job.target.stat().st_size
+
+  return folders.run("decompress", jobs, skipped, read, code, args.progress)
 
 
 def _complete_layers(data, wanted):

@@ -14,7 +14,8 @@ output is written through a temporary file and a rename, so a failure or an
 interruption never leaves a partial file.
 
 A single input file and an output that is not a folder is the one-file
-command (sae.commands), unchanged.
+command, unchanged.  This module plans and runs the files; sae.commands
+says how one file is read and coded.
 """
 
 import dataclasses
@@ -91,69 +92,7 @@ def _newer(target, source) -> bool:
     return False
 
 
-def compress(args) -> int:
-  """``compress IN... OUT/``: one stream per image."""
-  from sae.images import IMAGE_SUFFIXES
-  jobs, skipped = plan(args.input, args.output, IMAGE_SUFFIXES,
-                       STREAM_SUFFIX, args.force)
-  from sae import commands
-  commands.quiet_tensorflow()
-  from sae import codec
-  model = (commands.load_model(commands._weights_root(args.weights),
-                               args.layers) if jobs else None)
-  num_layers = args.layers or (model.num_layers if model else 0)
-
-  def read(job):
-    width, height = commands._probe_image(job.source)
-    commands._check_image_size(job.source, height, width)
-    return commands._load_image(job.source)
-
-  def code(job, image):
-    data = codec.encode(model, image, num_layers)
-    from sae.fileio import atomic_write
-    atomic_write(job.target, data)
-    return len(data)
-
-  return _run("compress", jobs, skipped, read, code, args.progress)
-
-
-def decompress(args) -> int:
-  """``decompress IN... OUT/``: one PNG per stream."""
-  jobs, skipped = plan(args.input, args.output, (STREAM_SUFFIX,), ".png",
-                       args.force)
-  from sae import commands
-  commands.quiet_tensorflow()
-  from sae import bitstream, codec, images
-  model = (commands.load_model(commands._weights_root(args.weights),
-                               args.layers) if jobs else None)
-
-  def read(job):
-    data = commands._read_stream(job.source)
-    note = None
-    if args.partial:
-      data, note = commands._complete_layers(data, args.layers)
-    stream = bitstream.unpack(data)
-    if args.max_pixels and stream.height * stream.width > args.max_pixels:
-      raise InputError(f"stream declares {stream.width}x{stream.height} "
-                       f"pixels, more than --max-pixels {args.max_pixels}")
-    return data, note
-
-  def code(job, read_out):
-    data, note = read_out
-    try:
-      image = codec.decode(model, data, args.layers, max_pixels=args.max_pixels)
-    except codec.DecodeTimeout:
-      commands._abandoned_thread = True  # exit without waiting for it
-      raise
-    images.save_png(image, job.target)
-    if note:
-      print(f"{job.source}: {note}", file=sys.stderr)
-    return job.target.stat().st_size
-
-  return _run("decompress", jobs, skipped, read, code, args.progress)
-
-
-def _run(verb, jobs, skipped, read, code, progress) -> int:
+def run(verb, jobs, skipped, read, code, progress) -> int:
   """Runs ``code(job, read(job))`` for every job, reading the next input on
   a second thread while one is coded; reports failures and a summary."""
   import tqdm
