@@ -231,3 +231,32 @@ def repack(stream: Stream) -> bytes:
   what ``truncate`` gives for the same layers."""
   return pack(stream.height, stream.width, stream.payloads,
               stream.weights_ids, stream.version)
+
+
+def describe(data: bytes) -> dict:
+  """What ``python -m sae info`` prints and the server's /info sends: the
+  header and the complete layers.  ``layers`` counts the complete layers,
+  which every list has one entry for; a cut file (an interrupted download)
+  declares more (``declared_layers``) and holds ``partial_bytes`` of the
+  next one.
+
+  Raises:
+    StreamError: not a stream, damaged, or not even the base layer complete.
+  """
+  stream, declared = unpack_prefix(data)
+  if not stream.num_layers:
+    raise StreamError(f"stream is cut in layer 1 of {declared}: "
+                      "not even the base layer is complete")
+  sizes = [len(p) + CHUNK_HEADER_BYTES for p in stream.payloads]
+  sizes[0] += HEADER_BYTES
+  pixels = stream.height * stream.width
+  cumulative = [sum(sizes[:k + 1]) for k in range(len(sizes))]
+  return {
+      "width": stream.width, "height": stream.height,
+      "layers": stream.num_layers, "layer_bytes": sizes,
+      "bytes": len(data), "bpp": [8 * b / pixels for b in cumulative],
+      "version": stream.version,
+      "weights_id": stream.weights_ids[-1].hex(),
+      "layer_weights_ids": [w.hex() for w in stream.weights_ids],
+      "declared_layers": declared, "cut": stream.num_layers < declared,
+      "partial_bytes": len(data) - cumulative[-1]}

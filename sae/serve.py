@@ -235,8 +235,8 @@ def _worker_main(conn, weights, log_level):
   try:
     from sae.cli import quiet_tensorflow
     quiet_tensorflow()
-    from sae import codec, commands
-    model = commands.load_model(commands._weights_root(weights))  # pylint: disable=protected-access
+    from sae import checkpoints, codec
+    model = checkpoints.load_model(weights)  # None: the shipped weights
     _warm_up(model)
   except Exception as e:  # noqa: BLE001  any failure is reported, not raised
     conn.send(("failed", " ".join(str(e).split()) or type(e).__name__))
@@ -557,9 +557,8 @@ class Server:
     return await asyncio.shield(pending)
 
   async def info(self, request):
-    from sae.commands import stream_info
     entry = await self.entry(request.path_params["name"])
-    return JSONResponse(stream_info(entry.data))
+    return JSONResponse(bitstream.describe(entry.data))
 
   async def listing(self, request):
     files, skipped = [], 0

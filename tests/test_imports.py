@@ -8,9 +8,7 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "sae"
-# Known, to be removed by their owner: `python -m sae serve` (issue #21) and
-# the command line import each other.
-KNOWN = {frozenset({"commands", "serve"})}
+KNOWN = set()
 
 
 def _graph() -> dict:
