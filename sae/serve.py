@@ -311,6 +311,7 @@ class Worker:
     self.conn = None
     self.ready = False
     self.restarts = 0
+    self._lock = threading.Lock()
 
   def spawn(self) -> None:
     parent, child = self._context.Pipe()
@@ -322,11 +323,15 @@ class Worker:
     self.conn, self.ready = parent, False
 
   def stop(self) -> None:
-    if self.process is not None:
-      self.process.kill()
-      self.process.join(5)
-      self.conn.close()
-      self.process = None
+    """Kills the process; safe from any thread, and twice (the server may
+    stop while a pool thread gives up on a worker)."""
+    with self._lock:
+      process, conn = self.process, self.conn
+      self.process = self.conn = None
+    if process is not None:
+      process.kill()
+      process.join(5)
+      conn.close()
 
   def restart(self, why) -> None:
     log.warning("decoder %d restarted: %s", self.index, why)
@@ -366,16 +371,19 @@ class Worker:
     is logged and left for the next decode to retry."""
     try:
       self._wait_ready()
-    except Refusal:
+    except Exception:  # noqa: BLE001  the next decode retries; or shutting down
       pass
 
   def _wait_ready(self) -> None:
-    if not self.conn.poll(WORKER_START_SECONDS):
+    conn = self.conn
+    if conn is None:
+      raise Refusal(503, "the server is stopping", {"Retry-After": "5"})
+    if not conn.poll(WORKER_START_SECONDS):
       self.restart("it did not start in time")
       raise Refusal(503, "the decoder is starting; retry later",
                     {"Retry-After": "5"})
     try:
-      kind, value = self.conn.recv()
+      kind, value = conn.recv()
     except (EOFError, OSError):
       kind, value = "failed", "it exited while starting"
     if kind != "ready":
