@@ -14,6 +14,9 @@ import pytest
 from cli_helpers import cli, cli_process, write_png
 from tiny import random_image
 
+# A real pipeline with two worker processes: minutes; CI runs it.
+pytestmark = pytest.mark.full
+
 pytest.importorskip("apache_beam", reason="apache_beam is not installed "
                     "(pip install -r requirements.txt)")
 

@@ -7,6 +7,9 @@ import tensorflow as tf
 from sae import plus
 from sae.config import TINY_LAYERS
 
+# The SAE+ candidates (issue #24): minutes of tracing; CI runs them.
+pytestmark = pytest.mark.full
+
 CANDIDATES = sorted(plus.CANDIDATES)
 
 

@@ -174,6 +174,7 @@ def test_damaged_training_record_is_a_one_line_error(tmp_path, capsys):
   assert state.read_text() == '{"steps": 12, "fini'  # left for the user
 
 
+@pytest.mark.full  # tens of seconds of training and tracing
 def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   import numpy as np
   from sae import codec
@@ -245,6 +246,7 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
   assert checkpoints.has_weights(ckpt, 0)
 
 
+@pytest.mark.full  # tens of seconds of training and tracing
 def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
   import test_el1
   from sae import config
@@ -282,6 +284,7 @@ def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
   assert cli("export", tmp_path / "saved", "--weights", shipped)[0] == 0
 
 
+@pytest.mark.full  # tens of seconds of training and tracing
 def test_train_all_trains_the_unfinished_layers_then_skips_them(
     tmp_path, tiny_weights):
   import os
