@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import numpy as np
@@ -53,6 +55,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.full  # a TensorFlow process of its own: 20 s
 def test_mirrored_step_equals_single_replica_step():
   result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True,
                           text=True, timeout=600,
