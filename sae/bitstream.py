@@ -82,42 +82,29 @@ def unpack(data: bytes) -> Stream:
   Raises:
     StreamError: with a one-line reason.
   """
-  if len(data) < HEADER_BYTES:
-    if not data or not MAGIC.startswith(data[:4]):
-      raise StreamError("not an SAE stream (bad magic)")
-    raise StreamError(f"stream is cut: {len(data)} bytes, header needs "
-                      f"{HEADER_BYTES}")
-  magic, version, layers, height, width = _HEADER.unpack_from(data)
-  if magic != MAGIC:
-    raise StreamError("not an SAE stream (bad magic)")
-  (crc,) = struct.unpack_from(">I", data, _HEADER.size)
-  if crc != zlib.crc32(data[:_HEADER.size]):
-    raise StreamError("stream header is corrupted (checksum mismatch)")
-  if version not in SUPPORTED_VERSIONS:
-    raise StreamError(f"stream format version {version} is not supported "
-                      f"(this decoder reads versions "
-                      f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
-  check_size(height, width)
-  if not 1 <= layers <= MAX_LAYERS:
-    raise StreamError(f"layer count {layers} outside 1..{MAX_LAYERS}")
+  header = read_header(data)
   payloads, ids, pos = [], [], HEADER_BYTES
-  for k in range(layers):
-    if len(data) - pos < _CHUNK.size:
-      raise StreamError(f"stream is cut in layer {k + 1} of {layers}")
-    length, wid, crc = _CHUNK.unpack_from(data, pos)
-    pos += _CHUNK.size
-    if length > len(data) - pos:
-      raise StreamError(f"stream is cut in layer {k + 1} of {layers}: chunk "
-                        f"needs {length} bytes, {len(data) - pos} remain")
-    payload = bytes(data[pos:pos + length])
-    pos += length
-    if crc != _chunk_crc(version, height, width, k, wid, payload):
-      raise StreamError(f"layer {k + 1} is corrupted (checksum mismatch)")
+  for k in range(header.layers):
+    chunk = read_chunk(data, pos, header, k)
+    if chunk is None:
+      raise StreamError(_cut_reason(data, pos, k, header.layers))
+    payload, wid, pos = chunk
     payloads.append(payload)
     ids.append(wid)
   if pos != len(data):
     raise StreamError(f"{len(data) - pos} unexpected bytes after the last layer")
-  return Stream(height, width, tuple(payloads), tuple(ids), version)
+  return Stream(header.height, header.width, tuple(payloads), tuple(ids),
+                header.version)
+
+
+def _cut_reason(data, pos, index, layers) -> str:
+  """Why the chunk of layer ``index`` at ``pos`` is not complete."""
+  if len(data) - pos < _CHUNK.size:
+    return f"stream is cut in layer {index + 1} of {layers}"
+  (length,) = struct.unpack_from(">I", data, pos)
+  remain = len(data) - pos - _CHUNK.size
+  return (f"stream is cut in layer {index + 1} of {layers}: chunk needs "
+          f"{length} bytes, {remain} remain")
 
 
 def truncate(data: bytes, num_layers: int) -> bytes:
