@@ -86,7 +86,7 @@ def test_two_local_workers_train_checkpoint_and_resume(tmp_path, corpus):
   # own folders.
   rows = (root / "base" / "log.csv").read_text().splitlines()
   assert [r.split(",")[0] for r in rows] == ["step", "2"]
-  assert not any((tmp_path / f"w{i}").iterdir() for i in range(2))
+  assert [list((tmp_path / f"w{i}").iterdir()) for i in range(2)] == [[], []]
   # A stopped run resumes from the chief's checkpoint, on both workers.
   second = _workers(tmp_path, corpus, root, 4)
   assert second[0] == second[1] and second[0]["step"] == 4

@@ -116,7 +116,7 @@ def test_shipped_weights_reproduce_results_on_kodak(weights):
   per_image = []
   for path in list_images(kodak, recursive=False):
     image = load_image(path)
-    row = results_schema.new_row(path.name, image)
+    row = results_schema.new_row(pathlib.Path(path).name, image)
     whole = codec.encode(model, image, n)
     for k in range(1, n + 1):
       stream = bitstream.truncate(whole, k)
