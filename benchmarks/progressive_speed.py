@@ -1,7 +1,7 @@
 """Incremental decoding (sae.progressive) against one decode of all layers.
 
     python benchmarks/progressive_speed.py --weights weights/mse \
-        --image ../shared/data/kodak/kodim01.png --rounds 5
+        --image kodak/kodim01.png --rounds 5
 
 Codes the image with every layer of the weights, then times (median of
 ``--rounds``, after one warm-up of each):
@@ -29,9 +29,9 @@ from sae.cli import quiet_tensorflow  # noqa: E402
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--weights", default=str(ROOT / "weights" / "mse"))
-  p.add_argument("--image", default=str(ROOT.parent / "shared" / "data" /
-                                        "kodak" / "kodim01.png"),
-                 help="image to code (default: Kodak's kodim01 in ../shared; "
+  p.add_argument("--image", default=str(ROOT / "kodak" / "kodim01.png"),
+                 help="image to code (default: kodak/kodim01.png, which "
+                 "python test_el3.py downloads; "
                  "a generated 768x512 image when absent)")
   p.add_argument("--rounds", type=int, default=5)
   args = p.parse_args(argv)

@@ -2,7 +2,7 @@
 
     python benchmarks/serve_load.py --clients 32 --duration 60 --kill-restart
 
-Codes one image (Kodak's kodim01 from ../shared when present) with
+Codes one image (kodak/kodim01.png when present) with
 ``--weights`` into a temporary folder, starts the real server on a free
 loopback port and then:
   1. one client, sequential requests for k-layer files (keep-alive): the
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from sae import bitstream  # noqa: E402  (no TensorFlow in this process)
 
 HOST = "127.0.0.1"
-KODAK = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+KODAK = ROOT / "kodak" / "kodim01.png"
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """figs/viewer.png: the viewer page in headless Chromium, on a Kodak image
 coded by the shipped weights.
 
-    python tools/viewer_screenshot.py --image ../shared/data/kodak/kodim23.png
+    python tools/viewer_screenshot.py --image kodak/kodim23.png
 
 Codes the image with every layer of ``--weights`` into a temporary folder,
 serves it with ``python -m sae serve`` on a free loopback port, waits until
