@@ -52,6 +52,14 @@ def check_size(height: int, width: int) -> None:
     raise StreamError(f"image size {width}x{height} outside 1..{MAX_SIDE}")
 
 
+def check_pixels(height: int, width: int, max_pixels) -> None:
+  """Refuses an image larger than ``max_pixels`` (None: no limit but the
+  format's), before anything is allocated for it."""
+  if max_pixels is not None and height * width > max_pixels:
+    raise InputError(f"stream declares {width}x{height} pixels, more than "
+                     f"the limit of {max_pixels}")
+
+
 def _chunk_crc(version, height, width, index, weights_id, payload) -> int:
   identity = _HEADER.pack(MAGIC, version, index, height, width)
   return zlib.crc32(payload, zlib.crc32(weights_id, zlib.crc32(identity)))

@@ -69,9 +69,7 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
       missed its deadline.
   """
   stream = bitstream.unpack(data)
-  if max_pixels is not None and stream.height * stream.width > max_pixels:
-    raise InputError(f"stream declares {stream.width}x{stream.height} pixels, "
-                     f"more than the limit of {max_pixels}")
+  bitstream.check_pixels(stream.height, stream.width, max_pixels)
   if num_layers is None:
     num_layers = stream.num_layers
   if not 1 <= num_layers <= stream.num_layers:

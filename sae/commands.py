@@ -67,10 +67,7 @@ def _integer(text):
 
 
 def _layer_count(text):
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+  value = _integer(text)
   if not 1 <= value <= bitstream.MAX_LAYERS:
     raise argparse.ArgumentTypeError(
         f"must be in 1..{bitstream.MAX_LAYERS}, got {value}")
@@ -121,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--layers", type=_layer_count, default=None,
                  help="decode the first K layers (default: all present)")
   d.add_argument("--weights", default=None, help=weights_help)
-  d.add_argument("--max-pixels", type=_pixel_count, default=None,
+  d.add_argument("--max-pixels", type=_positive_int, default=None,
                  help="refuse streams that declare more pixels (default: "
                  f"any size the format allows, up to {bitstream.MAX_SIDE}"
                  f"x{bitstream.MAX_SIDE})")
@@ -220,14 +217,6 @@ def main(argv=None) -> int:
 _abandoned_thread = False
 
 
-def _pixel_count(text):
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-  return value
 
 
 def _run(args) -> int:
@@ -288,9 +277,7 @@ def decompress(args) -> int:
                      f"stream, got {num_layers}")
   quiet_tensorflow()
   from sae import codec, images as image_io
-  if args.max_pixels and stream.height * stream.width > args.max_pixels:
-    raise InputError(f"stream declares {stream.width}x{stream.height} pixels, "
-                     f"more than --max-pixels {args.max_pixels}")
+  bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
   model = load_model(_weights_root(args.weights), num_layers,
                      expect_ids=stream.weights_ids[:num_layers])
   try:
@@ -339,9 +326,7 @@ def _decompress_files(args) -> int:
     if args.partial:
       data, note = _complete_layers(data, args.layers)
     stream = bitstream.unpack(data)
-    if args.max_pixels and stream.height * stream.width > args.max_pixels:
-      raise InputError(f"stream declares {stream.width}x{stream.height} "
-                       f"pixels, more than --max-pixels {args.max_pixels}")
+    bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
     return data, note
 
   def code(job, read_out):

@@ -139,10 +139,7 @@ class ProgressiveDecoder:
     return steps
 
   def _start(self, header) -> None:
-    pixels = header.height * header.width
-    if self._max_pixels is not None and pixels > self._max_pixels:
-      raise InputError(f"stream declares {header.width}x{header.height} "
-                       f"pixels, more than the limit of {self._max_pixels}")
+    bitstream.check_pixels(header.height, header.width, self._max_pixels)
     self._header = header
     self._bytes = bitstream.HEADER_BYTES
     del self._pending[:bitstream.HEADER_BYTES]
