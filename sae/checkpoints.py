@@ -26,7 +26,7 @@ import tensorflow as tf
 from sae.config import DEFAULT_NUM_LAYERS, ModelConfig, layer_name
 from sae.errors import InputError
 from sae.fileio import atomic_write, write_json
-from sae.layer import TABLE_KEYS, LayerCodec
+from sae.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
 DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"
@@ -56,22 +56,21 @@ def save_tables(codec: LayerCodec, root, k) -> None:
 
 
 def read_tables(root, k):
-  """Stored tables of layer k, or None (then they are built from the prior)."""
+  """Stored tables of layer k, or None (then they are built from the prior).
+  The layer's codec checks the keys (LayerCodec.table_keys)."""
   path = tables_path(root, k)
   if not path.is_file():
     return None
   try:
     with np.load(path) as stored:
-      return {key: stored[key] for key in TABLE_KEYS}
+      return {key: stored[key] for key in stored.files}
   except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
     raise InputError(f"{path} is damaged: {e}") from None
 
 
 def layer_checkpoint(codec: LayerCodec, **extra) -> tf.train.Checkpoint:
   """The objects that make up one layer (plus training state in ``extra``)."""
-  return tf.train.Checkpoint(analysis=codec.analysis,
-                             synthesis=codec.synthesis, prior=codec.prior,
-                             **extra)
+  return tf.train.Checkpoint(**codec.checkpoint_objects(), **extra)
 
 
 def save_weights(codec: LayerCodec, root, k) -> None:
@@ -170,7 +169,10 @@ def load_model(root=None, num_layers=None, prepare=True):
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
   if prepare:
-    model.prepare_for_coding([read_tables(root, k) for k in range(num_layers)])
+    try:
+      model.prepare_for_coding([read_tables(root, k) for k in range(num_layers)])
+    except ValueError as e:  # tables of another layer kind, or damaged
+      raise InputError(f"{root}: {e}") from None
   return model
 
 

@@ -10,7 +10,7 @@ import sys
 import warnings
 
 from sae import kodak
-from sae.config import layer_name
+from sae.config import FAMILIES, layer_name
 from sae.errors import InputError
 
 DEFAULT_CORPUS = "corpus/clic2018"
@@ -95,6 +95,11 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="distortion of the total reconstruction in the loss")
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                  help="layer table: the paper's, or a tiny one for tests")
+  p.add_argument("--family", choices=tuple(FAMILIES), default=None,
+                 help="model family: sae, the paper's cascade of factorized-"
+                 "prior auto-encoders; sae-plus, a mean-scale hyperprior base "
+                 "under the same enhancement layers (default: what "
+                 "--checkpoint-dir holds, else sae)")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
   p.add_argument("--logical-cpus", type=_positive, default=None, metavar="N",

@@ -11,6 +11,8 @@ thread may go on spinning: a command exits, a server recycles its worker
 (docs/untrusted-streams.md).
 """
 
+import json
+import os
 import threading
 import time
 
@@ -18,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from sae import bitstream
+from sae.config import layer_name
 from sae.errors import InputError
 
 # Deadline of a version-1 decode: a fixed part, plus a part per declared
@@ -43,6 +46,9 @@ def encode(model, image: np.ndarray, num_layers: int,
   if not 1 <= num_layers <= model.num_layers:
     raise InputError(f"--layers must be in 1..{model.num_layers}, "
                      f"got {num_layers}")
+  if version not in model.stream_versions:
+    raise InputError(f"this model family codes stream version "
+                     f"{max(model.stream_versions)} only, not {version}")
   height, width = image.shape[:2]
   bitstream.check_size(height, width)
   try:
@@ -78,12 +84,10 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
   if num_layers > model.num_layers:
     raise InputError(f"stream has {num_layers} layers, the weights only "
                      f"{model.num_layers}")
-  ids = model.weights_ids()
-  for k in range(num_layers):
-    if stream.weights_ids[k] != ids[k]:
-      raise InputError(
-          f"layer {k + 1} was coded with weights {stream.weights_ids[k].hex()}, "
-          f"not with these ({ids[k].hex()})")
+  check_ids(model, stream.weights_ids[:num_layers])
+  if stream.version not in model.stream_versions:
+    raise InputError(f"stream version {stream.version} cannot hold this "
+                     "model family's layers")
   strings = tf.constant(list(stream.payloads[:num_layers]), tf.string)
   shape = tf.constant([stream.height, stream.width], tf.int32)
   try:
@@ -98,6 +102,42 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
   except tf.errors.InvalidArgumentError:
     raise InputError("stream payload does not decode with these weights") from None
   return image.numpy()
+
+
+def check_ids(model, expect_ids, root=None) -> None:
+  """The one check that a stream's layers were coded with these weights.
+
+  Raises:
+    InputError: naming the first layer that differs (base, el1, ...) and
+      the weights id the stream needs, with the shipped folder that has it.
+  """
+  ids = model.weights_ids()
+  for k, want in enumerate(expect_ids):
+    if want != ids[k]:
+      top = len(expect_ids) - 1
+      need = expect_ids[-1].hex()
+      where = f"{str(root)!r}" if root is not None else "these weights"
+      found = _shipped_weights_with(top, need)
+      hint = (f"; {found} has them: pass --weights {found}" if found else
+              "; a weights folder's manifest.json lists its ids")
+      raise InputError(
+          f"the stream's {layer_name(k)} was coded with weights {want.hex()}, "
+          f"not with {where} ({ids[k].hex()}): it needs weights whose "
+          f"{layer_name(top)} has id {need}{hint}")
+
+
+def _shipped_weights_with(k, weights_id):
+  """The shipped weights folder whose layer k has ``weights_id``, or None."""
+  from sae import checkpoints
+  for manifest in sorted(checkpoints.DEFAULT_WEIGHTS.parent.glob(
+      "*/manifest.json")):
+    try:
+      layers = json.loads(manifest.read_text())["layers"]
+      if len(layers) > k and layers[k]["weights_id"] == weights_id:
+        return os.path.relpath(manifest.parent)
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+  return None
 
 
 def legacy_deadline(height: int, width: int, num_layers: int) -> float:

@@ -461,7 +461,7 @@ def load_model(root, num_layers=None, expect_ids=()):
   Raises:
     InputError: no such layers, or other weights than ``expect_ids``.
   """
-  from sae import checkpoints
+  from sae import checkpoints, codec
   root = pathlib.Path(root)
   have = checkpoints.available_layers(root)
   if have == 0:
@@ -474,50 +474,13 @@ def load_model(root, num_layers=None, expect_ids=()):
   stamp = _folder_stamp(root, have)
   cached = _MODELS.get(key)
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
-    _check_ids(cached[1], expect_ids, root)
+    codec.check_ids(cached[1], expect_ids, root)
     return cached[1]
   # The ids cover the coding tables, so they are checked after building them.
   model = checkpoints.load_model(root, needed)
-  _check_ids(model, expect_ids, root)
+  codec.check_ids(model, expect_ids, root)
   _MODELS[key] = (stamp, model)
   return model
-
-
-def _check_ids(model, expect_ids, root=None) -> None:
-  """The one check that a stream's layers were coded with these weights.
-
-  Raises:
-    InputError: naming the first layer that differs (base, el1, ...) and
-      the weights id the stream needs, with the shipped folder that has it.
-  """
-  from sae.config import layer_name
-  ids = model.weights_ids()
-  for k, want in enumerate(expect_ids):
-    if want != ids[k]:
-      top = len(expect_ids) - 1
-      need = expect_ids[-1].hex()
-      where = f"{str(root)!r}" if root is not None else "these weights"
-      found = _shipped_weights_with(top, need)
-      hint = (f"; {found} has them: pass --weights {found}" if found else
-              "; a weights folder's manifest.json lists its ids")
-      raise InputError(
-          f"the stream's {layer_name(k)} was coded with weights {want.hex()}, "
-          f"not with {where} ({ids[k].hex()}): it needs weights whose "
-          f"{layer_name(top)} has id {need}{hint}")
-
-
-def _shipped_weights_with(k, weights_id):
-  """The shipped weights folder whose layer k has ``weights_id``, or None."""
-  from sae import checkpoints
-  for manifest in sorted(checkpoints.DEFAULT_WEIGHTS.parent.glob(
-      "*/manifest.json")):
-    try:
-      layers = json.loads(manifest.read_text())["layers"]
-      if len(layers) > k and layers[k]["weights_id"] == weights_id:
-        return os.path.relpath(manifest.parent)
-    except (OSError, ValueError, KeyError, TypeError):
-      continue
-  return None
 
 
 def _check_not_input(input_path, output_path) -> None:

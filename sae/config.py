@@ -36,6 +36,7 @@ class LayerSpec:
     lmbda: rate-distortion weight in ``bpp + lmbda * distortion``.
     paper_lambda: the authors' lambda (rate weight), for reference only.
     learning_rate: peak Adam learning rate.
+    kind: the layer's entropy model (a key of KINDS).
   """
 
   conv_filters: int
@@ -43,6 +44,7 @@ class LayerSpec:
   lmbda: float
   paper_lambda: float
   learning_rate: float = 1e-3
+  kind: str = "factorized"
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -86,6 +88,19 @@ TINY_LAYERS: tuple[LayerSpec, ...] = (
 
 DEFAULT_NUM_LAYERS = 4
 
+# A layer's entropy model: the paper's factorized prior (sae.layer), or a
+# mean-scale hyperprior (sae.meanscale; Balle et al. 2018, Minnen et al. 2018).
+KINDS = ("factorized", "meanscale")
+
+# Model families: the layer kinds, base first.  "sae" is the paper's cascade;
+# "sae-plus" gives the base a mean-scale hyperprior and keeps the cascade's
+# enhancement layers, the design the probes chose (docs/sae-plus-probes.md).
+FAMILIES = {
+    "sae": ("factorized",) * len(LAYER_NAMES),
+    "sae-plus": ("meanscale",) + ("factorized",) * (len(LAYER_NAMES) - 1),
+}
+DEFAULT_FAMILY = "sae"
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -97,19 +112,27 @@ class Preset:
   batch_size: int
 
 
-def get_preset(name: str, metric: str = "mse") -> Preset:
-  """Returns the named preset ("paper" or "tiny") for ``metric``."""
+def get_preset(name: str, metric: str = "mse",
+               family: str = DEFAULT_FAMILY) -> Preset:
+  """Returns the named preset ("paper" or "tiny") for ``metric`` and
+  ``family`` (whose layer kinds it takes; sizes and lambdas are shared)."""
   if metric not in ("mse", "ms-ssim"):
     raise ValueError(f"metric must be 'mse' or 'ms-ssim', got {metric!r}")
+  if family not in FAMILIES:
+    raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
   if name == "paper":
     layers = PAPER_LAYERS if metric == "mse" else PAPER_MS_SSIM_LAYERS
-    return Preset("paper", layers, patch_size=256, batch_size=8)
-  if name == "tiny":
+    patch_size, batch_size = 256, 8
+  elif name == "tiny":
     layers = TINY_LAYERS
     if metric == "ms-ssim":
       layers = tuple(dataclasses.replace(s, lmbda=s.lmbda * 8000) for s in layers)
-    return Preset("tiny", layers, patch_size=64, batch_size=2)
-  raise ValueError(f"preset must be 'paper' or 'tiny', got {name!r}")
+    patch_size, batch_size = 64, 2
+  else:
+    raise ValueError(f"preset must be 'paper' or 'tiny', got {name!r}")
+  layers = tuple(dataclasses.replace(s, kind=kind)
+                 for s, kind in zip(layers, FAMILIES[family]))
+  return Preset(name, layers, patch_size, batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,18 +142,31 @@ class ModelConfig:
   layers: tuple[LayerSpec, ...]
   metric: str = "mse"
   preset: str = "paper"
+  family: str = DEFAULT_FAMILY
 
   def to_json(self) -> str:
     return json.dumps(
-        {"preset": self.preset, "metric": self.metric,
+        {"family": self.family, "preset": self.preset, "metric": self.metric,
          "layers": [dict(s.to_dict(), name=layer_name(i))
                     for i, s in enumerate(self.layers)]}, indent=2)
 
   @classmethod
   def from_json(cls, text: str) -> "ModelConfig":
+    """Parses config.json (written before families: the paper's model).
+
+    Raises:
+      ValueError: an unknown family or layer kind.
+    """
     d = json.loads(text)
-    return cls(tuple(LayerSpec.from_dict(s) for s in d["layers"]),
-               d.get("metric", "mse"), d.get("preset", "paper"))
+    config = cls(tuple(LayerSpec.from_dict(s) for s in d["layers"]),
+                 d.get("metric", "mse"), d.get("preset", "paper"),
+                 d.get("family", DEFAULT_FAMILY))
+    if config.family not in FAMILIES:
+      raise ValueError(f"unknown family {config.family!r}")
+    for s in config.layers:
+      if s.kind not in KINDS:
+        raise ValueError(f"unknown layer kind {s.kind!r}")
+    return config
 
   def prefix(self, num_layers: int) -> "ModelConfig":
     return dataclasses.replace(self, layers=tuple(self.layers[:num_layers]))
@@ -138,5 +174,5 @@ class ModelConfig:
 
 def same_architecture(a: Sequence[LayerSpec], b: Sequence[LayerSpec]) -> bool:
   """True when two layer lists build variables of identical shapes."""
-  return [(s.conv_filters, s.latent_channels) for s in a] == [
-      (s.conv_filters, s.latent_channels) for s in b]
+  return [(s.kind, s.conv_filters, s.latent_channels) for s in a] == [
+      (s.kind, s.conv_filters, s.latent_channels) for s in b]

@@ -38,10 +38,22 @@ class LayerCodec(tf.keras.Model):
     self.spec = spec
     self.analysis = AnalysisTransform(spec)
     self.synthesis = SynthesisTransform(spec)
-    self.prior = tfc.NoisyDeepFactorized(batch_shape=(spec.latent_channels,))
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.prior_channels,))
     self.coder = None
     self._tables = None  # rangecode.Tables, with the coder
     self.build((None, None, None, 3))
+
+  table_keys = TABLE_KEYS  # what coding_tables() holds
+
+  @property
+  def prior_channels(self) -> int:
+    """Channels of what the factorized prior codes (here: the latent)."""
+    return self.spec.latent_channels
+
+  def checkpoint_objects(self) -> dict:
+    """The objects whose variables make up this layer, by checkpoint name."""
+    return {"analysis": self.analysis, "synthesis": self.synthesis,
+            "prior": self.prior}
 
   def build(self, input_shape):
     self.analysis.build(input_shape)
@@ -86,6 +98,9 @@ class LayerCodec(tf.keras.Model):
     """
     prior = self.prior
     if tables is not None:
+      missing = set(self.table_keys) - set(tables)
+      if missing:
+        raise ValueError(f"{self.name}: stored tables lack {sorted(missing)}")
       cdf, cdf_offset, offset = (tf.constant(tables[key]) for key in TABLE_KEYS)
     else:
       cdf, cdf_offset, offset = self._compute_tables()
@@ -124,15 +139,26 @@ class LayerCodec(tf.keras.Model):
     return self.coder
 
   def _symbol_rows(self, num_symbols):
-    """Each latent's table row: its channel (channels innermost)."""
-    channels = self.spec.latent_channels
+    """Each prior symbol's table row: its channel (channels innermost)."""
+    channels = self.prior_channels
     return tf.tile(tf.range(channels), [num_symbols // channels])[None]
+
+  def _prior_symbols(self, y):
+    """What the factorized prior codes -> int32 (1, n) row-relative symbols."""
+    coder = self._require_coder()
+    symbols = tf.cast(tf.round(y - coder.quantization_offset), tf.int32)
+    return tf.reshape(symbols - coder.cdf_offset, [1, -1])
+
+  def _prior_values(self, symbols, hw):
+    """Inverse of _prior_symbols: the quantized (1, h, w, channels) values."""
+    coder = self._require_coder()
+    symbols = tf.reshape(symbols, [1, hw[0], hw[1], self.prior_channels])
+    return (tf.cast(symbols + coder.cdf_offset, tf.float32) +
+            coder.quantization_offset)
 
   def compress_latent(self, y):
     """(1, h, w, C) latent -> (1,) string (stream version 2, sae.rangecode)."""
-    coder = self._require_coder()
-    symbols = tf.cast(tf.round(y - coder.quantization_offset), tf.int32)
-    symbols = tf.reshape(symbols - coder.cdf_offset, [1, -1])
+    symbols = self._prior_symbols(y)
     return rangecode.encode(self._tables, symbols,
                             self._symbol_rows(tf.shape(symbols)[1]))
 
@@ -148,17 +174,10 @@ class LayerCodec(tf.keras.Model):
     Raises (when run):
       tf.errors.InvalidArgumentError: the string does not decode completely.
     """
-    coder = self._require_coder()
-    channels = self.spec.latent_channels
-    num_symbols = latent_hw[0] * latent_hw[1] * channels
+    num_symbols = latent_hw[0] * latent_hw[1] * self.prior_channels
     symbols, consistent = rangecode.decode(
         self._tables, string, self._symbol_rows(num_symbols))
-    check = tf.debugging.assert_equal(
-        consistent, True, message="payload does not decode completely")
-    with tf.control_dependencies([check]):
-      symbols = tf.reshape(symbols, [1, latent_hw[0], latent_hw[1], channels])
-    return (tf.cast(symbols + coder.cdf_offset, tf.float32) +
-            coder.quantization_offset)
+    return self._prior_values(checked(symbols, consistent), latent_hw)
 
   def decompress_latent_v1(self, string, latent_hw):
     """As decompress_latent, for stream version 1 (tfc's overflow escape).
@@ -188,6 +207,18 @@ class LayerCodec(tf.keras.Model):
       return ""
     h = hashlib.sha256()
     tables = self.coding_tables()
-    for key in TABLE_KEYS:
+    for key in self.table_keys:
       h.update(np.ascontiguousarray(tables[key]).tobytes())
     return h.hexdigest()
+
+
+def checked(tensor, consistent):
+  """``tensor``, once the decoder's end-of-data check passed.
+
+  Raises (when run):
+    tf.errors.InvalidArgumentError: the string does not decode completely.
+  """
+  check = tf.debugging.assert_equal(
+      consistent, True, message="payload does not decode completely")
+  with tf.control_dependencies([check]):
+    return tf.identity(tensor)

@@ -23,8 +23,13 @@ import tensorflow as tf
 from sae import losses
 from sae.config import LayerSpec, layer_name
 from sae.layer import LayerCodec
+from sae.meanscale import MeanScaleCodec
 from sae.transforms import (BAND_LATENT_PIXELS, analyze_in_bands,
                             latent_shape, pad_to_stride, synthesize_in_bands)
+
+
+# The class of each layer kind (sae.config.KINDS).
+CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec}
 
 
 class CascadeOutput(NamedTuple):
@@ -45,7 +50,7 @@ class ScalableAutoEncoder(tf.keras.Model):
       raise ValueError("specs must hold at least one layer")
     self.specs = tuple(specs)
     self.metric = metric
-    self.codecs = [LayerCodec(s, name=layer_name(k))
+    self.codecs = [CODECS[s.kind](s, name=layer_name(k))
                    for k, s in enumerate(self.specs)]
     self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
     # Coding runs the transforms on bands of this many latent pixels, so
@@ -55,6 +60,14 @@ class ScalableAutoEncoder(tf.keras.Model):
   @property
   def num_layers(self) -> int:
     return len(self.codecs)
+
+  @property
+  def stream_versions(self) -> tuple:
+    """Stream versions that can hold this model's layers: version 1 (tfc's
+    coder) predates the mean-scale layer."""
+    if all(s.kind == "factorized" for s in self.specs):
+      return (1, 2)
+    return (2,)
 
   def lower_reconstruction(self, x, k):
     """Sum of the inference-mode reconstructions of layers 0..k-1 (no grads)."""

@@ -37,17 +37,12 @@ import tensorflow_compression as tfc
 from sae import losses
 from sae.config import LayerSpec, layer_name
 from sae.layer import LayerCodec
+from sae.meanscale import (HYPER_STRIDE, SCALES_LEVELS, conv,
+                           hyper_analysis_transform, hyper_synthesis_transform,
+                           scale_fn)
 from sae.transforms import (TOTAL_STRIDE, AnalysisTransform,
                             SynthesisTransform, pad_to_stride)
 
-# Gaussian scales of the indexed entropy models, as in tfc's bmshj2018.
-SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
-HYPER_STRIDE = 4
-
-
-def scale_fn(index):
-  step = (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
-  return tf.exp(np.log(SCALES_MIN) + step * index)
 
 
 def scale_index(scale_logits):
@@ -160,13 +155,6 @@ def _no_coder():
   raise RuntimeError("call prepare_for_coding() before compress/decompress")
 
 
-def _conv(filters, kernel, name, down=1, up=1, activation=None):
-  return tfc.SignalConv2D(
-      filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
-      strides_up=up, padding="same_zeros", use_bias=True,
-      activation=activation)
-
-
 # An enhancement layer's scales start at about 2 (index 24), not at the
 # smallest scale a zero output gives: there every value but the mean costs
 # many bits, and in probes the layer's rate collapsed to ~0.03 bpp within 200
@@ -179,8 +167,8 @@ def _params_net(filters, out_channels, name):
   bias = np.concatenate([np.zeros(out_channels),
                          np.full(out_channels, INITIAL_SCALE_INDEX)])
   return tf.keras.Sequential([
-      _conv(filters, 3, "layer_0", activation=tf.nn.leaky_relu),
-      _conv(filters, 3, "layer_1", activation=tf.nn.leaky_relu),
+      conv(filters, 3, "layer_0", activation=tf.nn.leaky_relu),
+      conv(filters, 3, "layer_1", activation=tf.nn.leaky_relu),
       tfc.SignalConv2D(
           2 * out_channels, (3, 3), name="layer_2", corr=True,
           padding="same_zeros", use_bias=True,
@@ -280,16 +268,8 @@ class MeanScaleBase(PlusLayer):
     self.hyper_channels = f
     self.analysis = AnalysisTransform(spec)
     self.synthesis = SynthesisTransform(spec)
-    self.hyper_analysis = tf.keras.Sequential([
-        _conv(f, 3, "layer_0", activation=tf.nn.leaky_relu),
-        _conv(f, 5, "layer_1", down=2, activation=tf.nn.leaky_relu),
-        _conv(f, 5, "layer_2", down=2),
-    ], name="hyper_analysis")
-    self.hyper_synthesis = tf.keras.Sequential([
-        _conv(f, 5, "layer_0", up=2, activation=tf.nn.leaky_relu),
-        _conv(f, 5, "layer_1", up=2, activation=tf.nn.leaky_relu),
-        _conv(2 * c, 3, "layer_2"),
-    ], name="hyper_synthesis")
+    self.hyper_analysis = hyper_analysis_transform(f)
+    self.hyper_synthesis = hyper_synthesis_transform(f, c)
     self.hyper_prior = FactorizedPrior(f, "hyper_prior")
     self.gaussian = GaussianConditional()
     self.analysis.build((None, None, None, 3))

@@ -59,7 +59,6 @@ class ProgressiveDecoder:
   def __init__(self, model, max_pixels=None):
     self._model = model
     self._max_pixels = max_pixels
-    self._ids = model.weights_ids()
     self._pending = bytearray()   # bytes not yet part of a complete chunk
     self._header = None
     self._payloads = []
@@ -140,6 +139,9 @@ class ProgressiveDecoder:
 
   def _start(self, header) -> None:
     bitstream.check_pixels(header.height, header.width, self._max_pixels)
+    if header.version not in self._model.stream_versions:
+      raise InputError(f"stream version {header.version} cannot hold this "
+                       "model family's layers")
     self._header = header
     self._bytes = bitstream.HEADER_BYTES
     del self._pending[:bitstream.HEADER_BYTES]
@@ -149,10 +151,7 @@ class ProgressiveDecoder:
     if k >= self._model.num_layers:
       raise InputError(f"stream has {header.layers} layers, the weights only "
                        f"{self._model.num_layers}")
-    if weights_id != self._ids[k]:
-      raise InputError(f"layer {k + 1} was coded with weights "
-                       f"{weights_id.hex()}, not with these "
-                       f"({self._ids[k].hex()})")
+    codec.check_ids(self._model, self._weights_ids + [weights_id])
     self._payloads.append(payload)
     self._weights_ids.append(weights_id)
     self._bytes += chunk_bytes

@@ -81,6 +81,21 @@ def encode(tables: Tables, symbols, index):
   Raises (when run):
     tf.errors.InvalidArgumentError: a symbol beyond the escape table's reach.
   """
+  return encode_parts(tables, [(symbols, index)])
+
+
+def encode_parts(tables: Tables, parts):
+  """Codes several (symbols, rows) parts into one string, each part's
+  symbols followed by its escaped values, so that a decoder can derive the
+  rows of a part from the parts before it (a hyperprior's side information,
+  then the latent it describes)."""
+  handle = gen_ops.create_range_encoder([1], tables.lookup)
+  for symbols, index in parts:
+    handle = _encode_part(tables, handle, symbols, index)
+  return gen_ops.entropy_encode_finalize(handle)
+
+
+def _encode_part(tables, handle, symbols, index):
   escape = tf.gather(tables.escape_symbol, index)
   above, below = symbols >= escape, symbols < 0
   escaped = above | below
@@ -91,12 +106,10 @@ def encode(tables: Tables, symbols, index):
       message="latent too far outside the range coding table")
   with tf.control_dependencies([check]):
     coded = tf.where(escaped, escape, symbols)
-  handle = gen_ops.create_range_encoder([1], tables.lookup)
   handle = gen_ops.entropy_encode_index(handle, index, coded)
-  handle = gen_ops.entropy_encode_index(
+  return gen_ops.entropy_encode_index(
       handle, tf.fill([1, tf.size(distance)], tables.escape_row),
       distance[None])
-  return gen_ops.entropy_encode_finalize(handle)
 
 
 def decode(tables: Tables, string, index):
@@ -105,16 +118,31 @@ def decode(tables: Tables, string, index):
   ``consistent`` is tfc's end-of-data check: False proves the string is not
   what ``encode`` wrote for these rows (True does not prove it is).
   """
+  handle = start_decoding(tables, string)
+  handle, symbols = decode_part(tables, handle, index)
+  return symbols, finish_decoding(handle)
+
+
+def start_decoding(tables: Tables, string):
+  """A decoder handle for the parts of ``string`` (see encode_parts)."""
+  return gen_ops.create_range_decoder(string, tables.lookup)
+
+
+def decode_part(tables: Tables, handle, index):
+  """Decodes the next part, int32 (1, n) rows -> (handle, symbols (1, n))."""
   n = tf.shape(index)[1]
-  handle = gen_ops.create_range_decoder(string, tables.lookup)
   handle, symbols = gen_ops.entropy_decode_index(handle, index, [n], tf.int32)
   escape = tf.gather(tables.escape_symbol, index)
   where = tf.where(tf.equal(symbols, escape))
   count = tf.shape(where)[0]
   handle, distance = gen_ops.entropy_decode_index(
       handle, tf.fill([1, count], tables.escape_row), [count], tf.int32)
-  consistent = gen_ops.entropy_decode_finalize(handle)[0]
   distance = distance[0]
   edge = tf.gather_nd(escape, where)
   value = tf.where(distance % 2 == 0, edge + distance // 2, -1 - distance // 2)
-  return tf.tensor_scatter_nd_update(symbols, where, value), consistent
+  return handle, tf.tensor_scatter_nd_update(symbols, where, value)
+
+
+def finish_decoding(handle):
+  """tfc's end-of-data check of a decoder handle (see decode)."""
+  return gen_ops.entropy_decode_finalize(handle)[0]

@@ -16,7 +16,8 @@ import tensorflow as tf
 import tqdm
 
 from sae import checkpoints, data, distribute, metrics
-from sae.config import ModelConfig, get_preset, layer_name, same_architecture
+from sae.config import (DEFAULT_FAMILY, ModelConfig, get_preset, layer_name,
+                        same_architecture)
 from sae.errors import InputError
 from sae.fileio import atomic_write
 from sae.model import ScalableAutoEncoder
@@ -27,7 +28,11 @@ LOG_EVERY = 100
 
 def _resolve_config(args, k) -> ModelConfig:
   """The layer table for this run, checked against what the folder holds."""
-  preset = get_preset(args.preset, args.metric)
+  root = pathlib.Path(args.checkpoint_dir)
+  config_path = root / checkpoints.CONFIG_FILE
+  saved = checkpoints.read_config(root) if config_path.is_file() else None
+  family = _family(args, saved)
+  preset = get_preset(args.preset, args.metric, family)
   specs = list(preset.layers)
   if k >= len(specs):
     raise InputError(f"preset {args.preset!r} has no layer {k}")
@@ -35,10 +40,7 @@ def _resolve_config(args, k) -> ModelConfig:
     specs[k] = dataclasses.replace(specs[k], lmbda=args.lmbda)
   if args.learning_rate is not None:
     specs[k] = dataclasses.replace(specs[k], learning_rate=args.learning_rate)
-  root = pathlib.Path(args.checkpoint_dir)
-  config_path = root / checkpoints.CONFIG_FILE
-  if config_path.is_file():
-    saved = checkpoints.read_config(root)
+  if saved is not None:
     if saved.metric != args.metric:
       raise InputError(f"{root} was trained with --metric {saved.metric}, "
                        f"not {args.metric}")
@@ -47,9 +49,10 @@ def _resolve_config(args, k) -> ModelConfig:
     for i, (have, want) in enumerate(zip(saved.layers[:k + 1], specs)):
       if not same_architecture([have], [want]):
         raise InputError(
-            f"{layer_name(i)} in {root} has {have.conv_filters} filters and "
-            f"{have.latent_channels} latent channels; preset {args.preset!r} "
-            f"has {want.conv_filters} and {want.latent_channels}")
+            f"{layer_name(i)} in {root} is a {have.kind} layer with "
+            f"{have.conv_filters} filters and {have.latent_channels} latent "
+            f"channels; preset {args.preset!r} has a {want.kind} layer with "
+            f"{want.conv_filters} and {want.latent_channels}")
     specs[:k] = saved.layers[:k]
     if _has_training_state(root, k) and k < len(saved.layers):
       recorded = saved.layers[k]
@@ -78,7 +81,16 @@ def _resolve_config(args, k) -> ModelConfig:
       raise InputError(
           f"layer {j} ({layer_name(j)}) has no weights in {root}: run "
           f"train_{layer_name(j)}.py --checkpoint-dir {root} first")
-  return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset)
+  return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset, family)
+
+
+def _family(args, saved) -> str:
+  """--family, else the folder's, else the paper's model."""
+  given = getattr(args, "family", None)
+  if saved is not None and given is not None and given != saved.family:
+    raise InputError(f"{args.checkpoint_dir} holds the {saved.family} family, "
+                     f"not {given} (use another --checkpoint-dir)")
+  return given or (saved.family if saved is not None else DEFAULT_FAMILY)
 
 
 # Above this, enhancement layers compute the lower layers on every crop
@@ -122,7 +134,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
   # Wall time counts start-up too (restoring and coding the lower layers).
   t_start = time.monotonic()
   config = _resolve_config(args, k)
-  preset = get_preset(args.preset, args.metric)
+  preset = get_preset(args.preset, args.metric, config.family)
   patch = args.patch_size or preset.patch_size
   batch = args.batch_size or preset.batch_size
   root = pathlib.Path(args.checkpoint_dir)

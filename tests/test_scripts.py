@@ -133,7 +133,18 @@ def test_other_architecture_is_refused(trained, capsys):
   assert code == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: base in ")
-  assert "preset 'paper' has 48 and 48" in err[0]
+  assert "preset 'paper' has a factorized layer with 48 and 48" in err[0]
+
+
+def test_other_family_is_refused(trained, capsys):
+  _, corpus, ckpt = trained
+  code = train_el1.main(["--preset", "tiny", "--family", "sae-plus",
+                         "--corpus", str(corpus), "--checkpoint-dir", str(ckpt),
+                         "--steps", "1", "--no-progress"])
+  assert code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: {ckpt} holds the sae family, not sae-plus (use "
+                 "another --checkpoint-dir)"]
 
 
 def test_bad_arguments_exit_2(capsys):

@@ -1,0 +1,130 @@
+"""The mean-scale hyperprior layer (sae.meanscale) inside the cascade."""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sae import checkpoints, codec as sae_codec, rangecode
+from sae.config import get_preset
+from sae.errors import InputError
+from sae.meanscale import MeanScaleCodec
+from sae.model import ScalableAutoEncoder, to_uint8
+from tests.tiny import random_image, tiny_model
+
+
+@functools.lru_cache(maxsize=None)
+def plus_model(seed=0):
+  """A tiny sae-plus cascade (mean-scale base, 3 factorized layers)."""
+  tf.keras.utils.set_random_seed(seed)
+  model = ScalableAutoEncoder(get_preset("tiny", family="sae-plus").layers[:4])
+  model.prepare_for_coding()
+  return model
+
+
+def test_the_family_gives_the_base_a_mean_scale_layer():
+  model = plus_model()
+  assert isinstance(model.codecs[0], MeanScaleCodec)
+  assert not any(isinstance(c, MeanScaleCodec) for c in model.codecs[1:])
+  assert model.stream_versions == (2,)
+
+
+@pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
+def test_prefix_decodes_to_cascade_reconstruction(height, width):
+  model = plus_model()
+  image = random_image(height, width, seed=2)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  strings, shape = model.compress(image, 4)
+  for k in range(1, 5):
+    decoded = model.decompress(strings[:k], shape).numpy()
+    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
+
+
+def test_stored_tables_code_the_same_bytes_and_ids():
+  model = plus_model()
+  tables = model.codecs[0].coding_tables()
+  assert set(tables) == set(MeanScaleCodec.table_keys)
+  other = ScalableAutoEncoder(model.specs)
+  for mine, theirs in zip(other.codecs, model.codecs):
+    for a, b in zip(mine.weight_variables, theirs.weight_variables):
+      a.assign(b)
+  other.prepare_for_coding([c.coding_tables() for c in model.codecs])
+  assert other.weights_ids() == model.weights_ids()
+  image = random_image(40, 56, seed=4)
+  np.testing.assert_array_equal(model.compress(image, 2)[0].numpy(),
+                                other.compress(image, 2)[0].numpy())
+  del tables["gaussian_cdf"]
+  with pytest.raises(ValueError, match="gaussian_cdf"):
+    MeanScaleCodec(model.specs[0], "base").prepare_for_coding(tables)
+
+
+def test_the_payload_is_the_side_information_then_the_latent():
+  base = plus_model().codecs[0]
+  y = base.analysis(tf.cast(random_image(32, 48, seed=6), tf.float32)[None])
+  string = base.compress_latent(y)
+  np.testing.assert_array_equal(base.decompress_latent(string, [2, 3]),
+                                base.quantize(y))
+
+
+def test_hostile_payloads_end_in_bounded_time():
+  base = plus_model().codecs[0]
+  rng = np.random.default_rng(0)
+  for size in (0, 1, 7, 300):
+    payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    try:
+      y_hat = base.decompress_latent(tf.constant([payload]), [4, 4])
+      assert y_hat.shape == (1, 4, 4, base.spec.latent_channels)
+    except tf.errors.InvalidArgumentError:
+      pass
+
+
+def test_weights_survive_a_checkpoint(tmp_path):
+  model = plus_model()
+  checkpoints.save_weights(model.codecs[0], tmp_path, 0)
+  fresh = MeanScaleCodec(model.specs[0], "base")
+  checkpoints.restore_weights(fresh, tmp_path, 0)
+  assert fresh.digest() == model.codecs[0].digest()
+  assert len(fresh.weight_variables) > len(
+      tiny_model().codecs[0].weight_variables)
+
+
+def test_streams_of_one_family_are_refused_by_the_other():
+  image = random_image(32, 32, seed=8)
+  plus_stream = sae_codec.encode(plus_model(), image, 2)
+  with pytest.raises(InputError, match="the stream's base was coded with"):
+    sae_codec.decode(tiny_model(), plus_stream)
+  with pytest.raises(InputError, match="the stream's base was coded with"):
+    sae_codec.decode(plus_model(), sae_codec.encode(tiny_model(), image, 2))
+  with pytest.raises(InputError, match="version 2 only"):
+    sae_codec.encode(plus_model(), image, 2, version=1)
+
+
+def test_training_moves_only_the_mean_scale_layer():
+  model = ScalableAutoEncoder(get_preset("tiny", family="sae-plus").layers[:2])
+  variables = model.set_trainable_layer(0)
+  assert len(variables) == len(model.codecs[0].weight_variables)
+  before = model.codecs[1].digest()
+  x = tf.cast(random_image(32, 32), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.forward(x, 0).loss)
+  grads = tape.gradient(loss, variables)
+  assert all(g is not None for g in grads)
+  hyper = {id(v) for v in model.codecs[0].hyper_synthesis.weights}
+  assert any(float(tf.reduce_sum(tf.abs(g))) > 0
+             for g, v in zip(grads, variables) if id(v) in hyper)
+  assert model.codecs[1].digest() == before
+
+
+def test_parts_decode_in_order():
+  tables = rangecode.Tables(np.array([-8, 0, 100, 200, 256], np.int32))
+  first = tf.constant([[0, 1, 5, -2]])
+  second = tf.constant([[2, 0, 9]])
+  string = rangecode.encode_parts(tables, [(first, tf.zeros_like(first)),
+                                           (second, tf.zeros_like(second))])
+  handle = rangecode.start_decoding(tables, string)
+  handle, a = rangecode.decode_part(tables, handle, tf.zeros_like(first))
+  handle, b = rangecode.decode_part(tables, handle, tf.zeros_like(second))
+  assert bool(rangecode.finish_decoding(handle))
+  np.testing.assert_array_equal(a, first)
+  np.testing.assert_array_equal(b, second)
