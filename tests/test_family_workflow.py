@@ -1,0 +1,61 @@
+"""The sae-plus family through the same scripts and command line as the
+paper's model: train_base.py --family sae-plus, then train_el1.py (the
+family read from config.json), test_el1.py, compress, info, decompress."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import test_el1
+import train_base
+import train_el1
+from sae import checkpoints, commands
+from tests.tiny import write_corpus
+
+
+@pytest.fixture(scope="module")
+def plus_weights(tmp_path_factory):
+  root = tmp_path_factory.mktemp("plus")
+  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96)])
+  ckpt = root / "ckpt"
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--steps", "2", "--no-progress", "--seed", "1"]
+  assert train_base.main(common + ["--family", "sae-plus"]) == 0
+  assert train_el1.main(common) == 0
+  return corpus, ckpt
+
+
+def test_the_folder_records_the_family_and_layer_kinds(plus_weights):
+  _, ckpt = plus_weights
+  config = checkpoints.read_config(ckpt)
+  assert config.family == "sae-plus"
+  assert [s.kind for s in config.layers[:2]] == ["meanscale", "factorized"]
+  state = checkpoints.read_state(ckpt, 1)
+  assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
+
+
+def test_evaluation_and_the_command_line_take_the_weights(plus_weights,
+                                                          tmp_path):
+  corpus, ckpt = plus_weights
+  out = tmp_path / "r.json"
+  assert test_el1.main(["--kodak", str(corpus), "--weights", str(ckpt),
+                        "--out", str(out), "--no-progress"]) == 0
+  result = json.loads(out.read_text())
+  assert result["layers"] == ["base", "+el1"]
+  image = corpus / "img1.png"
+  stream = tmp_path / "a.sae"
+  assert commands.main(["compress", str(image), str(stream), "--weights",
+                        str(ckpt)]) == 0
+  # The rate test_el1 measured is the rate of the stream's real bytes.
+  per_image = {row["image"]: row for row in result["per_image"]}
+  row = per_image.get("img1") or per_image.get("img1.png")
+  assert row["bpp"][-1] == pytest.approx(
+      8 * stream.stat().st_size / (80 * 96), abs=1e-6)
+  assert commands.main(["info", str(stream)]) == 0
+  for k in (1, 2):
+    png = tmp_path / f"{k}.png"
+    assert commands.main(["decompress", str(stream), str(png), "--layers",
+                          str(k), "--weights", str(ckpt)]) == 0
+    assert np.asarray(Image.open(png)).shape == (80, 96, 3)
