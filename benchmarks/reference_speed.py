@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_compression as tfc  # noqa: E402
 
-from sae import codec, data, train  # noqa: E402
+from sae import codec, data, train_steps  # noqa: E402
 from sae.config import get_preset  # noqa: E402
 from sae.model import ScalableAutoEncoder  # noqa: E402
 
@@ -65,7 +65,7 @@ def main(argv=None):
 
   model = ScalableAutoEncoder([spec])
   variables = model.set_trainable_layer(0)
-  sae_step = train.make_train_step(model, 0, variables, tf.keras.optimizers.Adam(1e-4),
+  sae_step = train_steps.make_train_step(model, 0, variables, tf.keras.optimizers.Adam(1e-4),
                                    tf.distribute.get_strategy(), 8)
   sae_step_loss = lambda x: sae_step(x)[0]  # noqa: E731
 

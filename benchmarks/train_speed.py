@@ -20,7 +20,7 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import data, train  # noqa: E402
+from sae import data, train_steps  # noqa: E402
 from sae.config import get_preset, layer_name  # noqa: E402
 from sae.model import ScalableAutoEncoder  # noqa: E402
 
@@ -32,7 +32,7 @@ def measure(k, args):
     codec.prepare_for_coding()
   variables = model.set_trainable_layer(k)
   optimizer = tf.keras.optimizers.Adam(1e-4)
-  step = train.make_train_step(model, k, variables, optimizer,
+  step = train_steps.make_train_step(model, k, variables, optimizer,
                                tf.distribute.get_strategy(), args.batch_size,
                                jit_compile=args.jit)
   if k > 0 and not args.lower_per_crop:

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from sae import train
+    from sae import train_steps
     from sae.model import ScalableAutoEncoder
     from tests.tiny import tiny_specs
 
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
         variables = model.set_trainable_layer(K)
         optimizer = tf.keras.optimizers.SGD(0.01)
       # Inference-mode forward: no noise, so both runs see the same numbers.
-      step = train.make_train_step(model, K, variables, optimizer, strategy,
+      step = train_steps.make_train_step(model, K, variables, optimizer, strategy,
                                    4, training=False)
       dataset = tf.data.Dataset.from_tensors(batch)
       x = next(iter(strategy.experimental_distribute_dataset(dataset)))

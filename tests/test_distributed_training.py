@@ -113,7 +113,7 @@ STEP = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    from sae import train
+    from sae import train_steps
     from sae.model import ScalableAutoEncoder
     from tests.tiny import tiny_specs
 
@@ -126,8 +126,8 @@ STEP = textwrap.dedent("""
       model.codecs[0].prepare_for_coding()
       variables = model.set_trainable_layer(1)
       optimizer = tf.keras.optimizers.SGD(0.01)
-    step = train.make_train_step(model, 1, variables, optimizer, strategy, 4,
-                                 training=False)
+    step = train_steps.make_train_step(model, 1, variables, optimizer,
+                                       strategy, 4, training=False)
     dataset = tf.data.Dataset.from_tensors(batch)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (

@@ -52,7 +52,7 @@ def test_residual_chain_uses_inference_reconstructions():
 
 @pytest.mark.parametrize("k,channels", [(0, 3), (1, 3), (3, 3), (2, 6)])
 def test_one_step_changes_only_layer_k(k, channels):
-  from sae import train
+  from sae import train_steps
   tf.random.set_seed(0)
   model = ScalableAutoEncoder(tiny_specs(4))
   for codec in model.codecs[:k]:
@@ -60,7 +60,7 @@ def test_one_step_changes_only_layer_k(k, channels):
   variables = model.set_trainable_layer(k)
   before = [c.digest() for c in model.codecs]
   optimizer = tf.keras.optimizers.Adam(1e-3)
-  step = train.make_train_step(model, k, variables, optimizer,
+  step = train_steps.make_train_step(model, k, variables, optimizer,
                                tf.distribute.get_strategy(), 2)
   # 6 channels: [image, precomputed reconstruction of the lower layers].
   step(tf.random.uniform((2, 32, 32, channels), 0, 255))

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from sae import distribute, train
+from sae import distribute, train, train_folder, train_log
 
 CLUSTER = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
 
@@ -17,8 +17,8 @@ def test_multi_worker_checkpoints_by_step(monkeypatch):
   assert distribute.num_workers(strategy) == 2
   assert not distribute.is_chief(strategy)
   args = argparse.Namespace(checkpoint_steps=None, checkpoint_every=1e-9)
-  assert not train._checkpoint_due(999, 0.0, args, strategy)  # time is ignored
-  assert train._checkpoint_due(1000, 0.0, args, strategy)
+  assert not train_folder.checkpoint_due(999, 0.0, args, strategy)  # time is ignored
+  assert train_folder.checkpoint_due(1000, 0.0, args, strategy)
 
 
 def test_one_worker_checkpoints_by_time(monkeypatch):
@@ -26,23 +26,23 @@ def test_one_worker_checkpoints_by_time(monkeypatch):
   strategy = types.SimpleNamespace()
   assert distribute.num_workers(strategy) == 1 and distribute.is_chief(strategy)
   args = argparse.Namespace(checkpoint_steps=None, checkpoint_every=1e-9)
-  assert train._checkpoint_due(7, 0.0, args, strategy)
+  assert train_folder.checkpoint_due(7, 0.0, args, strategy)
   args.checkpoint_steps = 5
-  assert not train._checkpoint_due(7, 0.0, args, strategy)
+  assert not train_folder.checkpoint_due(7, 0.0, args, strategy)
 
 
 def test_csv_gains_new_columns_without_losing_rows(tmp_path):
   path = tmp_path / "val.csv"
   path.write_text("step,loss\n1000,0.5\n")  # written by an older version
-  train._append_csv(path, ["step", "loss", "ms_ssim"], [2000, 0.4, 0.9])
+  train_log.append_csv(path, ["step", "loss", "ms_ssim"], [2000, 0.4, 0.9])
   assert path.read_text() == "step,loss,ms_ssim\n1000,0.5,\n2000,0.4,0.9\n"
   import pytest
   from sae.errors import InputError
   with pytest.raises(InputError, match="columns"):
-    train._append_csv(path, ["step", "bpp"], [3000, 0.1])
+    train_log.append_csv(path, ["step", "bpp"], [3000, 0.1])
   empty = tmp_path / "empty.csv"
   empty.write_text("")  # created, then the trainer was killed
-  train._append_csv(empty, ["step", "loss"], [1, 0.5])
+  train_log.append_csv(empty, ["step", "loss"], [1, 0.5])
   assert empty.read_text() == "step,loss\n1,0.5\n"
 
 
@@ -56,13 +56,13 @@ def test_non_finite_weights_are_never_saved(tmp_path):
   ckpt = checkpoints.layer_checkpoint(model.codecs[0], optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "train"), 2)
   state = {}
-  train._checkpoint(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+  train_folder.save(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
   assert checkpoints.has_weights(tmp_path, 0)
   before = checkpoints.read_state(tmp_path, 0)
   var = model.codecs[0].weight_variables[0]
   var.assign(var * float("nan"))
   with pytest.raises(FloatingPointError, match="not saved"):
-    train._checkpoint(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+    train_folder.save(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
   assert checkpoints.read_state(tmp_path, 0) == before
   assert len(manager.checkpoints) == 1
 

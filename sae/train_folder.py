@@ -1,0 +1,131 @@
+"""The rules of a training checkpoint folder: which layer table a run may
+train there, when it saves, and what it writes (sae.checkpoints has the
+folder's layout)."""
+
+import dataclasses
+import pathlib
+import time
+
+import tensorflow as tf
+
+from sae import checkpoints, distribute
+from sae.config import (DEFAULT_FAMILY, ModelConfig, get_preset, layer_name,
+                        same_architecture)
+from sae.errors import InputError
+from sae.train_steps import steps_done
+from sae.transforms import TOTAL_STRIDE
+
+
+def resolve_config(args, k) -> ModelConfig:
+  """The layer table for this run, checked against what the folder holds."""
+  root = pathlib.Path(args.checkpoint_dir)
+  config_path = root / checkpoints.CONFIG_FILE
+  saved = checkpoints.read_config(root) if config_path.is_file() else None
+  family = _family(args, saved)
+  preset = get_preset(args.preset, args.metric, family)
+  specs = list(preset.layers)
+  if k >= len(specs):
+    raise InputError(f"preset {args.preset!r} has no layer {k}")
+  if args.lmbda is not None:
+    specs[k] = dataclasses.replace(specs[k], lmbda=args.lmbda)
+  if args.learning_rate is not None:
+    specs[k] = dataclasses.replace(specs[k], learning_rate=args.learning_rate)
+  if saved is not None:
+    if saved.metric != args.metric:
+      raise InputError(f"{root} was trained with --metric {saved.metric}, "
+                       f"not {args.metric}")
+    # Layers already on disk keep their recorded specs; they must fit the
+    # architecture of this preset.
+    for i, (have, want) in enumerate(zip(saved.layers[:k + 1], specs)):
+      if not same_architecture([have], [want]):
+        raise InputError(
+            f"{layer_name(i)} in {root} is a {have.kind} layer with "
+            f"{have.conv_filters} filters and {have.latent_channels} latent "
+            f"channels; preset {args.preset!r} has a {want.kind} layer with "
+            f"{want.conv_filters} and {want.latent_channels}")
+    specs[:k] = saved.layers[:k]
+    if has_training_state(root, k) and k < len(saved.layers):
+      recorded = saved.layers[k]
+      for flag, name in (("lmbda", "--lambda"),
+                         ("learning_rate", "--learning-rate")):
+        given = getattr(args, flag)
+        if given is not None and given != getattr(recorded, flag):
+          raise InputError(
+              f"{layer_name(k)} in {root} is being trained with {name} "
+              f"{getattr(recorded, flag)}; resuming with {given} would mix "
+              "two objectives (use another --checkpoint-dir)")
+      specs[k] = recorded
+  if args.patch_size is not None and args.patch_size % TOTAL_STRIDE:
+    raise InputError(f"--patch-size must be a multiple of {TOTAL_STRIDE}, "
+                     f"got {args.patch_size}")
+  if checkpoints.has_weights(root, k) and not has_training_state(root, k):
+    raise InputError(f"{layer_name(k)} in {root} has weights but no training "
+                     "state to resume; train into another --checkpoint-dir")
+  if checkpoints.has_weights(root, k + 1):
+    raise InputError(
+        f"{layer_name(k + 1)} in {root} was trained on top of "
+        f"{layer_name(k)}; training {layer_name(k)} further would leave it "
+        "stale (use another --checkpoint-dir)")
+  for j in range(k):
+    if not checkpoints.has_weights(root, j):
+      raise InputError(
+          f"layer {j} ({layer_name(j)}) has no weights in {root}: run "
+          f"train_{layer_name(j)}.py --checkpoint-dir {root} first")
+  return ModelConfig(tuple(specs[:k + 1]), args.metric, args.preset, family)
+
+
+def _family(args, saved) -> str:
+  """--family, else the folder's, else the paper's model."""
+  given = getattr(args, "family", None)
+  if saved is not None and given is not None and given != saved.family:
+    raise InputError(f"{args.checkpoint_dir} holds the {saved.family} family, "
+                     f"not {given} (use another --checkpoint-dir)")
+  return given or (saved.family if saved is not None else DEFAULT_FAMILY)
+
+
+
+def has_training_state(root, k) -> bool:
+  return tf.train.latest_checkpoint(
+      str(checkpoints.layer_dir(root, k) / "train")) is not None
+
+
+def checkpoint_due(steps_done, last_time, args, strategy) -> bool:
+  """Time-based on one worker; step-based across workers, which must all
+  save at the same step (saving is a collective operation there)."""
+  every_steps = args.checkpoint_steps
+  if every_steps is None and distribute.num_workers(strategy) > 1:
+    every_steps = 1000
+  if every_steps is not None:
+    return steps_done % every_steps == 0
+  return time.monotonic() - last_time > args.checkpoint_every
+
+
+def save(manager, optimizer, model, root, k, state, elapsed, t0):
+  """Saves training state and the layer's weights; returns updated seconds.
+
+  Refuses to save weights that are no longer finite (a finite loss can
+  follow a NaN gradient by a step), so the last checkpoint stays usable.
+  """
+  if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
+             for v in model.codecs[k].weight_variables):
+    raise FloatingPointError(
+        f"{layer_name(k)}'s weights are no longer finite at step "
+        f"{steps_done(optimizer)}; not saved. Resume from the last "
+        f"checkpoint in {manager.directory} with a lower --learning-rate")
+  elapsed += time.monotonic() - t0
+  manager.save(checkpoint_number=steps_done(optimizer))
+  checkpoints.save_weights(model.codecs[k], root, k)
+  state["train_seconds"] = round(elapsed, 1)
+  state["steps"] = steps_done(optimizer)
+  checkpoints.write_state(root, k, state)
+  return elapsed
+
+
+def merged_config(root, config: ModelConfig) -> ModelConfig:
+  """Keeps specs of layers above ``config`` that the folder already records."""
+  path = pathlib.Path(root) / checkpoints.CONFIG_FILE
+  if not path.is_file():
+    return config
+  saved = checkpoints.read_config(root)
+  layers = config.layers + saved.layers[len(config.layers):]
+  return dataclasses.replace(config, layers=layers)

@@ -1,0 +1,73 @@
+"""The traced pieces of training one layer: a distributed step, validation."""
+
+import math
+
+import tensorflow as tf
+
+from sae import metrics
+
+
+def steps_done(optimizer) -> int:
+  """The optimizer's step count.  Under a distribution strategy it is a
+  distributed variable, which int() does not take."""
+  return int(optimizer.iterations.numpy())
+
+
+def make_train_step(model, k, variables, optimizer, strategy, global_batch,
+                    training=True, jit_compile=False):
+  """A tf.function: one distributed step on a batch; returns [loss, bpp, mse].
+
+  Each replica averages its examples' losses over the *global* batch, and the
+  strategy sums the replicas' gradients, so N replicas on B/N examples apply
+  the update of one replica on B.
+  """
+
+  def step_fn(batch):
+    x, lower = batch, None
+    if batch.shape[-1] == 6:  # [image, precomputed lower reconstruction]
+      x, lower = batch[..., :3], batch[..., 3:]
+    with tf.GradientTape() as tape:
+      out = model.forward(x, k, training=training, lower=lower)
+      loss = tf.nn.compute_average_loss(out.loss,
+                                        global_batch_size=global_batch)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    per_example = tf.stack([out.loss, out.bpp, out.mse], axis=1)
+    return tf.reduce_sum(per_example, axis=0) / global_batch
+
+  @tf.function(jit_compile=jit_compile)
+  def train_step(x):
+    per_replica = strategy.run(step_fn, args=(x,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  return train_step
+
+
+def make_validation(model, k):
+  """Loss, bpp, MSE, PSNR and MS-SSIM with hard quantization on fixed crops.
+
+  As in tfc's bls2017 with custom data, the crops come from the training
+  images (never from the test set); they measure the quantized model, not
+  the noisy proxy the training loss sees.
+  """
+
+  @tf.function
+  def batch_sums(x):
+    out = model.forward(x, k, training=False)
+    # MS-SSIM as the evaluation measures it: on the 8-bit decoded crop.
+    decoded = tf.round(tf.clip_by_value(out.total, 0, 255))
+    return tf.stack([tf.reduce_sum(out.loss), tf.reduce_sum(out.bpp),
+                     tf.reduce_sum(out.mse),
+                     tf.reduce_sum(metrics.ms_ssim_float(x, decoded))])
+
+  def validate(batches):
+    sums, count = 0.0, 0
+    for x in batches:
+      sums += batch_sums(x).numpy()
+      count += int(x.shape[0])
+    loss, bpp, mse, ms_ssim = (float(v) / count for v in sums)
+    return {"loss": loss, "bpp": bpp, "mse": mse,
+            "psnr": 10 * math.log10(255 ** 2 / max(mse, 1e-10)),
+            "ms_ssim": ms_ssim}
+
+  return validate
