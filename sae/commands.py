@@ -253,7 +253,7 @@ def compress(args) -> int:
   from sae import codec
   root = _weights_root(args.weights)
   image = _load_image(args.input)
-  model = load_model(root, args.layers)
+  model = cached_model(root, args.layers)
   num_layers = args.layers or model.num_layers
   atomic_write(args.output, codec.encode(model, image, num_layers))
   return 0
@@ -278,7 +278,7 @@ def decompress(args) -> int:
   quiet_tensorflow()
   from sae import codec, images as image_io
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
-  model = load_model(_weights_root(args.weights), num_layers,
+  model = cached_model(_weights_root(args.weights), num_layers,
                      expect_ids=stream.weights_ids[:num_layers])
   try:
     image = codec.decode(model, data, num_layers, max_pixels=args.max_pixels)
@@ -297,7 +297,7 @@ def _compress_files(args) -> int:
                                STREAM_SUFFIX, args.force)
   quiet_tensorflow()
   from sae import codec
-  model = load_model(_weights_root(args.weights), args.layers) if jobs else None
+  model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
   num_layers = args.layers or (model.num_layers if model else 0)
 
   def read(job):
@@ -319,7 +319,7 @@ def _decompress_files(args) -> int:
                                ".png", args.force)
   quiet_tensorflow()
   from sae import codec, images
-  model = load_model(_weights_root(args.weights), args.layers) if jobs else None
+  model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
 
   def read(job):
     data, note = _read_stream(job.source), None
@@ -381,7 +381,7 @@ def export(args) -> int:
   check_output(out, directory_ok=True)
   quiet_tensorflow()
   from sae import export as export_lib
-  export_lib.save(load_model(_weights_root(args.weights)), out)
+  export_lib.save(cached_model(_weights_root(args.weights)), out)
   return 0
 
 
@@ -451,7 +451,7 @@ def _weights_root(arg) -> pathlib.Path:
 _MODELS = {}
 
 
-def load_model(root, num_layers=None, expect_ids=()):
+def cached_model(root, num_layers=None, expect_ids=()):
   """The model of ``root`` with at least ``num_layers`` layers (default all).
 
   Like sae.checkpoints.load_model, but cached per folder and process, and

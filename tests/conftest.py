@@ -73,4 +73,4 @@ def tiny_model(tiny_weights):
   """The tiny weights loaded once, tables built; shared with in-process CLI
   calls through the model cache of sae.commands."""
   from sae import commands
-  return commands.load_model(tiny_weights)
+  return commands.cached_model(tiny_weights)
