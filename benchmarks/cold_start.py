@@ -67,6 +67,7 @@ def _child(mode, weights, source, output, warm, spawned):
   lap("import tensorflow_compression")
   from sae import checkpoints, codec  # noqa: F401
   from sae.model import ScalableAutoEncoder
+  codec.lean_startup()  # as sae.commands does
   lap("import sae model modules")
   root = pathlib.Path(weights)
   config = checkpoints.read_config(root)
@@ -83,10 +84,10 @@ def _child(mode, weights, source, output, warm, spawned):
   if mode == "decompress":
     args = (tf.constant(list(stream.payloads), tf.string),
             tf.constant([stream.height, stream.width], tf.int32))
-    function = model.decompress
+    function = coding_function(model, mode, stream.height, stream.width)
   else:
     args = (tf.constant(image, tf.uint8), tf.constant(num_layers, tf.int32))
-    function = model.compress
+    function = coding_function(model, mode, *image.shape[:2])
   function.get_concrete_function(*args)
   lap("trace")
   result = function(*args)
@@ -103,6 +104,13 @@ def _child(mode, weights, source, output, warm, spawned):
   lap("write output")
   steps.update(_warm_split(mode, model, args, num_layers, warm))
   print(json.dumps(steps))
+
+
+def coding_function(model, mode, height, width):
+  """The function sae.codec runs for an image of this size."""
+  if model.fits_one_band(int(height), int(width)):
+    return getattr(model, f"{mode}_one_band")
+  return getattr(model, mode)
 
 
 def _warm_split(mode, model, args, num_layers, repeats):
@@ -124,8 +132,10 @@ def _warm_split(mode, model, args, num_layers, repeats):
     return statistics.median(times)
 
   out = {}
-  whole = median_time(lambda *a: model.decompress(*a) if mode == "decompress"
-                      else model.compress(*a)[0], *args)
+  function = coding_function(model, mode, *(
+      args[1].numpy() if mode == "decompress" else args[0].shape[:2]))
+  whole = median_time(lambda *a: function(*a) if mode == "decompress"
+                      else function(*a)[0], *args)
   out[f"warm: {mode} call"] = whole
   if mode == "decompress":
     strings, shape = args

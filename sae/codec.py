@@ -52,7 +52,12 @@ def encode(model, image: np.ndarray, num_layers: int,
   height, width = image.shape[:2]
   bitstream.check_size(height, width)
   try:
-    compress = model.compress if version == 2 else model.compress_v1
+    if version == 1:
+      compress = model.compress_v1
+    elif model.fits_one_band(height, width):
+      compress = model.compress_one_band
+    else:
+      compress = model.compress
     strings, _ = compress(tf.constant(image, tf.uint8),
                           tf.constant(num_layers, tf.int32))
   except tf.errors.InvalidArgumentError as e:
@@ -97,11 +102,26 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
       # call takes seconds that say nothing about the stream.
       function = model.decompress_v1.get_concrete_function()
       image = _with_deadline(function, (strings, shape), seconds)
+    elif model.fits_one_band(stream.height, stream.width):
+      image = model.decompress_one_band(strings, shape)
     else:
       image = model.decompress(strings, shape)
   except tf.errors.InvalidArgumentError:
     raise InputError("stream payload does not decode with these weights") from None
   return image.numpy()
+
+
+def lean_startup() -> None:
+  """Turns off TensorFlow's graph optimizer (Grappler) for this process.
+
+  Grappler rewrites each traced graph at its first call: about 0.3 s of a
+  fresh ``decompress`` of a 4-layer Kodak stream, for no measurable gain
+  warm (benchmarks/cold_start.py; docs/performance.md). Its rewrites change
+  no byte: with and without it, the 24 Kodak images give the same streams
+  and the same decoded pixels with both shipped models. One-shot commands
+  call this; training keeps the optimizer, whose fusions it uses every step.
+  """
+  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def check_ids(model, expect_ids, root=None) -> None:

@@ -473,6 +473,7 @@ def cached_model(root, num_layers=None, expect_ids=()):
   key = str(root.resolve())
   stamp = _folder_stamp(root, have)
   cached = _MODELS.get(key)
+  codec.lean_startup()
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
     codec.check_ids(cached[1], expect_ids, root)
     return cached[1]

@@ -15,6 +15,7 @@ inference mode (hard-quantized latents), so an enhancement layer trains on the
 exact residual it will see when coding.
 """
 
+import contextlib
 import hashlib
 from typing import NamedTuple, Sequence
 
@@ -24,7 +25,7 @@ from sae import losses
 from sae.config import LayerSpec, layer_name
 from sae.layer import LayerCodec
 from sae.meanscale import MeanScaleCodec
-from sae.transforms import (BAND_LATENT_PIXELS, analyze_in_bands,
+from sae.transforms import (BAND_LATENT_PIXELS, TOTAL_STRIDE, analyze_in_bands,
                             latent_shape, pad_to_stride, synthesize_in_bands)
 
 
@@ -56,6 +57,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     # Coding runs the transforms on bands of this many latent pixels, so
     # memory stays bounded at any image size (read when first traced).
     self.band_latent_pixels = BAND_LATENT_PIXELS
+    self._tracing_one_band = False  # set while tracing the *_one_band functions
 
   @property
   def num_layers(self) -> int:
@@ -156,10 +158,35 @@ class ScalableAutoEncoder(tf.keras.Model):
   # converting every Keras call took most of a cold command's tracing.
 
   def _analyze(self, codec, x):
+    if self._tracing_one_band:
+      return codec.analysis(x, training=False)
     return analyze_in_bands(codec.analysis, x, self.band_latent_pixels)
 
   def _synthesize(self, codec, y_hat):
+    if self._tracing_one_band:
+      return codec.synthesis(y_hat, training=False)
     return synthesize_in_bands(codec.synthesis, y_hat, self.band_latent_pixels)
+
+  def fits_one_band(self, height: int, width: int) -> bool:
+    """True when the transforms code an image this size in one band, as
+    ``compress_one_band`` and ``decompress_one_band`` do."""
+    h, w = (-(-side // TOTAL_STRIDE) for side in (height, width))
+    return max(self.band_latent_pixels // max(w, 1), 1) >= h
+
+  @contextlib.contextmanager
+  def _one_band(self, image_shape):
+    """Traces the transforms of the whole image only; the functions refuse
+    an image of several bands (when run)."""
+    self._tracing_one_band = True
+    try:
+      hw = latent_shape(image_shape)
+      rows = tf.maximum(self.band_latent_pixels // tf.maximum(hw[1], 1), 1)
+      check = tf.debugging.assert_greater_equal(
+          rows, hw[0], message="image too large for one band")
+      with tf.control_dependencies([check]):
+        yield
+    finally:
+      self._tracing_one_band = False
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
@@ -169,6 +196,25 @@ class ScalableAutoEncoder(tf.keras.Model):
     Strings at and beyond ``num_layers`` are empty.  Stream version 2.
     """
     return self._code_layers(image, num_layers, version=2)
+
+  # The same functions for images of one band (fits_one_band): a fresh
+  # process traces and optimizes about half the graph, since the banded
+  # branches are left out; the results are those of compress / decompress,
+  # whose tf.cond takes the whole-image branch for these images.
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
+  def compress_one_band(self, image, num_layers):
+    """``compress`` of an image that fits_one_band."""
+    with self._one_band(tf.shape(image)[:2]):
+      return self._code_layers(image, num_layers, version=2)
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
+  def decompress_one_band(self, strings, image_shape):
+    """``decompress`` of an image that fits_one_band."""
+    with self._one_band(image_shape):
+      return to_uint8(self._decode_layers(strings, image_shape, version=2))
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])

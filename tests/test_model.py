@@ -127,3 +127,23 @@ def test_decode_refuses_other_weights():
   stream = sae_codec.encode(tiny_model(seed=0), image, 2)
   with pytest.raises(InputError, match="weights"):
     sae_codec.decode(tiny_model(seed=1), stream)
+
+
+def test_one_band_functions_code_as_the_general_ones():
+  model = tiny_model()
+  image = random_image(40, 56, seed=9)
+  assert model.fits_one_band(40, 56)
+  strings, shape = model.compress(image, 4)
+  one, _ = model.compress_one_band(image, 4)
+  assert list(one.numpy()) == list(strings.numpy())
+  np.testing.assert_array_equal(model.decompress_one_band(strings[:3], shape),
+                                model.decompress(strings[:3], shape))
+
+
+def test_one_band_functions_refuse_a_banded_image():
+  model = ScalableAutoEncoder(tiny_specs(1))
+  model.prepare_for_coding()
+  model.band_latent_pixels = 8  # a 64x128 image: 8 latent columns a row
+  assert not model.fits_one_band(64, 128) and model.fits_one_band(16, 128)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one band"):
+    model.compress_one_band(random_image(64, 128), 1)
