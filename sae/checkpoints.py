@@ -252,7 +252,8 @@ def _ship_into(src, dst, num_layers, note) -> dict:
       part for part in (
           unfinished and f"{', '.join(unfinished)} still training",
           missing and f"{', '.join(missing)} not shipped yet") if part)
-  manifest = {"metric": config.metric, "preset": config.preset,
+  manifest = {"family": config.family, "metric": config.metric,
+              "preset": config.preset,
               "weights_id": ids[-1].hex(), "status": status,
               "train_seconds": sum(e["train_seconds"] or 0 for e in layers),
               "layers": layers}
