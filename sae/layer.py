@@ -108,6 +108,13 @@ class LayerCodec(tf.keras.Model):
         prior_shape=prior.batch_shape, coding_rank=3, compression=True,
         cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset)
     self._tables = rangecode.Tables(self.coder.cdf.numpy())
+    self.freeze_transforms()
+
+  def freeze_transforms(self):
+    """Computes the transforms' reparameterized kernels once (the weights
+    are final once the layer codes)."""
+    self.analysis.freeze()
+    self.synthesis.freeze()
 
   def coding_tables(self) -> dict:
     """The range coding tables as NumPy arrays (keys: TABLE_KEYS)."""

@@ -26,6 +26,7 @@ import tensorflow_compression as tfc
 
 from sae import rangecode
 from sae.layer import TABLE_KEYS, LayerCodec, LayerOutput, checked
+from sae.transforms import SignalConv2D
 
 # The Gaussian's scale grid, as in tfc's models/bmshj2018.py: 64 levels,
 # log-spaced from 0.11 to 256.
@@ -41,7 +42,7 @@ def scale_fn(index):
 
 
 def conv(filters, kernel, name, down=1, up=1, activation=None):
-  return tfc.SignalConv2D(
+  return SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
       strides_up=up, padding="same_zeros", use_bias=True,
       activation=activation)
@@ -91,6 +92,12 @@ class MeanScaleCodec(LayerCodec):
   @property
   def prior_channels(self) -> int:
     return self.spec.conv_filters
+
+  def freeze_transforms(self):
+    super().freeze_transforms()
+    for transform in (self.hyper_analysis, self.hyper_synthesis):
+      for layer in transform.layers:
+        layer.freeze()
 
   def checkpoint_objects(self) -> dict:
     return dict(super().checkpoint_objects(),
