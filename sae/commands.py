@@ -79,109 +79,24 @@ def _prog() -> str:
   return "sae" if os.path.basename(sys.argv[0]) == "sae" else "python -m sae"
 
 
+WEIGHTS_HELP = ("weights folder or training checkpoint directory "
+                "(default: the shipped weights/mse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+  """The command line; each command's options are beside its code."""
   p = Parser(prog=_prog(),
               description="Layered image codec (SAE, Jia et al. MIPR 2019). "
               "Images are read as photo viewers show them: the EXIF "
               "orientation of a photo is applied before coding.")
   sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-  weights_help = ("weights folder or training checkpoint directory "
-                  "(default: the shipped weights/mse)")
-
-  c = sub.add_parser(
-      "compress", help="image -> layered stream",
-      description="Compress an image to a stream file, or several images "
-      "or folders of images into a folder of streams, like cp "
-      "(compress a.png b.jpg out/; compress photos/ out/).")
-  c.add_argument("input", metavar="IN", nargs="+",
-                 help="any image Pillow reads, or a folder of them (its "
-                 f"{', '.join(IMAGE_SUFFIXES)} files)")
-  c.add_argument("output", metavar="OUT",
-                 help="stream file to write; with several inputs or a "
-                 "folder, the folder that receives <name>.sae")
-  c.add_argument("--layers", type=_layer_count, default=None,
-                 help="layers to code (default: all the weights have)")
-  c.add_argument("--weights", default=None, help=weights_help)
-  _add_folder_options(c)
-
-  d = sub.add_parser(
-      "decompress", help="layered stream -> PNG",
-      description="Decompress a stream to a PNG, or several streams or "
-      "folders of streams into a folder of PNGs, like cp "
-      "(decompress streams/ out/).")
-  d.add_argument("input", metavar="IN", nargs="+",
-                 help=f"stream file, or a folder of them (its {STREAM_SUFFIX} "
-                 "files)")
-  d.add_argument("output", metavar="OUT.png",
-                 help="PNG file to write; with several inputs or a folder, "
-                 "the folder that receives <name>.png")
-  d.add_argument("--layers", type=_layer_count, default=None,
-                 help="decode the first K layers (default: all present)")
-  d.add_argument("--weights", default=None, help=weights_help)
-  d.add_argument("--max-pixels", type=_positive_int, default=None,
-                 help="refuse streams that declare more pixels (default: "
-                 f"any size the format allows, up to {bitstream.MAX_SIDE}"
-                 f"x{bitstream.MAX_SIDE})")
-
-  d.add_argument("--partial", action="store_true",
-                 help="decode the complete layers of a cut file (an "
-                 "interrupted download) and say on stderr how many it used")
-  _add_folder_options(d)
-
-  t = sub.add_parser("truncate", help="keep the first K layers of a stream")
-  t.add_argument("input", metavar="IN", help="stream file")
-  t.add_argument("output", metavar="OUT", help="stream file to write")
-  t.add_argument("--layers", type=_layer_count, required=True)
-
-  i = sub.add_parser("info", help="print a stream's header as JSON")
-  i.add_argument("input", metavar="IN", help="stream file")
-
-  v = sub.add_parser("serve", help="serve a folder's streams, their layers "
-                     "and decoded images over HTTP, with a viewer page")
-  v.add_argument("folder", metavar="DIR", help="folder of stream files")
-  v.add_argument("--host", default="127.0.0.1",
-                 help="address to listen on (0.0.0.0: every interface)")
-  v.add_argument("--port", type=_port, default=8000,
-                 help="TCP port (0: any free port; the URL is printed)")
-  v.add_argument("--weights", default=None, help=weights_help)
-  v.add_argument("--decoders", type=_positive_int, default=1,
-                 help="decoding worker processes (each loads TensorFlow)")
-  v.add_argument("--queue", type=_non_negative_int, default=8,
-                 help="decodes waiting for a worker; more get 503")
-  v.add_argument("--decode-timeout", type=_positive_float, default=30.0,
-                 help="seconds a decode may take before its worker is "
-                 "killed and restarted (422)")
-  v.add_argument("--max-pixels", type=_positive_int, default=4096 * 4096,
-                 help="largest image the server decodes, in pixels")
-  v.add_argument("--max-file-bytes", type=_positive_int, default=64 << 20,
-                 help="largest stream file the server reads")
-  v.add_argument("--cache-mb", type=_non_negative_int, default=128,
-                 help="memory for cut files and decoded PNGs (LRU)")
-
-  b = sub.add_parser(
-      "beam", help="code a collection of images as an Apache Beam pipeline",
-      description="Code every image a glob matches into OUTPUT/<name>.sae "
-      "(what compress writes) as an Apache Beam pipeline, each worker "
-      "loading the model once; options not listed here go to Beam "
-      "(--runner, --direct_num_workers, ...; docs/beam.md).")
-  b.add_argument("--input", required=True, metavar="GLOB",
-                 help="images to code (any file system Beam knows)")
-  b.add_argument("--output", required=True, metavar="DIR",
-                 help="folder that receives <name>.sae (created)")
-  b.add_argument("--weights", default=None, help=weights_help +
-                 "; every worker must read it at this path")
-  b.add_argument("--layers", type=_layer_count, default=None,
-                 help="layers to code (default: all the weights have)")
-  b.add_argument("--evaluate", action="store_true",
-                 help="also decode and measure every prefix, as test_el3.py "
-                 "does, and write the results file")
-  b.add_argument("--results", default=None, metavar="FILE",
-                 help="results file of --evaluate (default: "
-                 "DIR/results.json)")
-
-  e = sub.add_parser("export", help="write the model as a TF SavedModel")
-  e.add_argument("output", metavar="DIR", help="SavedModel folder to create")
-  e.add_argument("--weights", default=None, help=weights_help)
+  _compress_parser(sub)
+  _decompress_parser(sub)
+  _truncate_parser(sub)
+  _info_parser(sub)
+  _serve_parser(sub)
+  _beam_parser(sub)
+  _export_parser(sub)
   return p
 
 
@@ -229,6 +144,13 @@ def _run(args) -> int:
 # Commands.
 
 
+def _truncate_parser(subparsers) -> None:
+  t = subparsers.add_parser("truncate", help="keep the first K layers of a stream")
+  t.add_argument("input", metavar="IN", help="stream file")
+  t.add_argument("output", metavar="OUT", help="stream file to write")
+  t.add_argument("--layers", type=_layer_count, required=True)
+
+
 def truncate(args) -> int:
   check_output(args.output)
   _check_not_input(args.input, args.output)
@@ -237,9 +159,32 @@ def truncate(args) -> int:
   return 0
 
 
+def _info_parser(subparsers) -> None:
+  i = subparsers.add_parser("info", help="print a stream's header as JSON")
+  i.add_argument("input", metavar="IN", help="stream file")
+
+
 def info(args) -> int:
   print(json.dumps(bitstream.describe(_read_stream(args.input))))
   return 0
+
+
+def _compress_parser(subparsers) -> None:
+  c = subparsers.add_parser(
+      "compress", help="image -> layered stream",
+      description="Compress an image to a stream file, or several images "
+      "or folders of images into a folder of streams, like cp "
+      "(compress a.png b.jpg out/; compress photos/ out/).")
+  c.add_argument("input", metavar="IN", nargs="+",
+                 help="any image Pillow reads, or a folder of them (its "
+                 f"{', '.join(IMAGE_SUFFIXES)} files)")
+  c.add_argument("output", metavar="OUT",
+                 help="stream file to write; with several inputs or a "
+                 "folder, the folder that receives <name>.sae")
+  c.add_argument("--layers", type=_layer_count, default=None,
+                 help="layers to code (default: all the weights have)")
+  c.add_argument("--weights", default=None, help=WEIGHTS_HELP)
+  _add_folder_options(c)
 
 
 def compress(args) -> int:
@@ -257,6 +202,32 @@ def compress(args) -> int:
   num_layers = args.layers or model.num_layers
   atomic_write(args.output, codec.encode(model, image, num_layers))
   return 0
+
+
+def _decompress_parser(subparsers) -> None:
+  d = subparsers.add_parser(
+      "decompress", help="layered stream -> PNG",
+      description="Decompress a stream to a PNG, or several streams or "
+      "folders of streams into a folder of PNGs, like cp "
+      "(decompress streams/ out/).")
+  d.add_argument("input", metavar="IN", nargs="+",
+                 help=f"stream file, or a folder of them (its {STREAM_SUFFIX} "
+                 "files)")
+  d.add_argument("output", metavar="OUT.png",
+                 help="PNG file to write; with several inputs or a folder, "
+                 "the folder that receives <name>.png")
+  d.add_argument("--layers", type=_layer_count, default=None,
+                 help="decode the first K layers (default: all present)")
+  d.add_argument("--weights", default=None, help=WEIGHTS_HELP)
+  d.add_argument("--max-pixels", type=_positive_int, default=None,
+                 help="refuse streams that declare more pixels (default: "
+                 f"any size the format allows, up to {bitstream.MAX_SIDE}"
+                 f"x{bitstream.MAX_SIDE})")
+
+  d.add_argument("--partial", action="store_true",
+                 help="decode the complete layers of a cut file (an "
+                 "interrupted download) and say on stderr how many it used")
+  _add_folder_options(d)
 
 
 def decompress(args) -> int:
@@ -366,14 +337,67 @@ def _complete_layers(data, wanted):
           f"decoded {use} of {declared} layers ({why})")
 
 
+def _beam_parser(subparsers) -> None:
+  b = subparsers.add_parser(
+      "beam", help="code a collection of images as an Apache Beam pipeline",
+      description="Code every image a glob matches into OUTPUT/<name>.sae "
+      "(what compress writes) as an Apache Beam pipeline, each worker "
+      "loading the model once; options not listed here go to Beam "
+      "(--runner, --direct_num_workers, ...; docs/beam.md).")
+  b.add_argument("--input", required=True, metavar="GLOB",
+                 help="images to code (any file system Beam knows)")
+  b.add_argument("--output", required=True, metavar="DIR",
+                 help="folder that receives <name>.sae (created)")
+  b.add_argument("--weights", default=None, help=WEIGHTS_HELP +
+                 "; every worker must read it at this path")
+  b.add_argument("--layers", type=_layer_count, default=None,
+                 help="layers to code (default: all the weights have)")
+  b.add_argument("--evaluate", action="store_true",
+                 help="also decode and measure every prefix, as test_el3.py "
+                 "does, and write the results file")
+  b.add_argument("--results", default=None, metavar="FILE",
+                 help="results file of --evaluate (default: "
+                 "DIR/results.json)")
+
+
 def beam(args) -> int:
   from sae import beam as pipeline
   return pipeline.run(args, args.pipeline_args)
 
 
+def _serve_parser(subparsers) -> None:
+  v = subparsers.add_parser("serve", help="serve a folder's streams, their layers "
+                     "and decoded images over HTTP, with a viewer page")
+  v.add_argument("folder", metavar="DIR", help="folder of stream files")
+  v.add_argument("--host", default="127.0.0.1",
+                 help="address to listen on (0.0.0.0: every interface)")
+  v.add_argument("--port", type=_port, default=8000,
+                 help="TCP port (0: any free port; the URL is printed)")
+  v.add_argument("--weights", default=None, help=WEIGHTS_HELP)
+  v.add_argument("--decoders", type=_positive_int, default=1,
+                 help="decoding worker processes (each loads TensorFlow)")
+  v.add_argument("--queue", type=_non_negative_int, default=8,
+                 help="decodes waiting for a worker; more get 503")
+  v.add_argument("--decode-timeout", type=_positive_float, default=30.0,
+                 help="seconds a decode may take before its worker is "
+                 "killed and restarted (422)")
+  v.add_argument("--max-pixels", type=_positive_int, default=4096 * 4096,
+                 help="largest image the server decodes, in pixels")
+  v.add_argument("--max-file-bytes", type=_positive_int, default=64 << 20,
+                 help="largest stream file the server reads")
+  v.add_argument("--cache-mb", type=_non_negative_int, default=128,
+                 help="memory for cut files and decoded PNGs (LRU)")
+
+
 def serve(args) -> int:
   from sae import serve as server
   return server.run(args)
+
+
+def _export_parser(subparsers) -> None:
+  e = subparsers.add_parser("export", help="write the model as a TF SavedModel")
+  e.add_argument("output", metavar="DIR", help="SavedModel folder to create")
+  e.add_argument("--weights", default=None, help=WEIGHTS_HELP)
 
 
 def export(args) -> int:
