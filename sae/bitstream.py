@@ -47,9 +47,21 @@ class Stream(NamedTuple):
     return len(self.payloads)
 
 
-def check_size(height: int, width: int) -> None:
+def check_size(height: int, width: int, source=None) -> None:
+  """Refuses an image size the header cannot hold; ``source`` names the
+  image file in the message."""
   if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+    if source is not None:
+      raise StreamError(f"{str(source)!r} is {width}x{height}; the stream "
+                        f"format allows 1..{MAX_SIDE} pixels per side")
     raise StreamError(f"image size {width}x{height} outside 1..{MAX_SIDE}")
+
+
+def check_layers(wanted: int, available: int) -> None:
+  """Refuses to decode more layers than a stream holds (or fewer than 1)."""
+  if not 1 <= wanted <= available:
+    raise InputError(f"--layers must be in 1..{available} for this stream, "
+                     f"got {wanted}")
 
 
 def check_pixels(height: int, width: int, max_pixels) -> None:

@@ -83,9 +83,7 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
   bitstream.check_pixels(stream.height, stream.width, max_pixels)
   if num_layers is None:
     num_layers = stream.num_layers
-  if not 1 <= num_layers <= stream.num_layers:
-    raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
-                     f"stream, got {num_layers}")
+  bitstream.check_layers(num_layers, stream.num_layers)
   if num_layers > model.num_layers:
     raise InputError(f"stream has {num_layers} layers, the weights only "
                      f"{model.num_layers}")

@@ -193,7 +193,7 @@ def compress(args) -> int:
   args.input, = args.input
   check_output(args.output)
   width, height = _probe_image(args.input)
-  _check_image_size(args.input, height, width)
+  bitstream.check_size(height, width, args.input)
   quiet_tensorflow()
   from sae import codec
   root = _weights_root(args.weights)
@@ -243,9 +243,7 @@ def decompress(args) -> int:
     args.layers = None  # data now holds the layers to decode
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
-  if num_layers > stream.num_layers:
-    raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
-                     f"stream, got {num_layers}")
+  bitstream.check_layers(num_layers, stream.num_layers)
   quiet_tensorflow()
   from sae import codec, images as image_io
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
@@ -273,7 +271,7 @@ def _compress_files(args) -> int:
 
   def read(job):
     width, height = _probe_image(job.source)
-    _check_image_size(job.source, height, width)
+    bitstream.check_size(height, width, job.source)
     return _load_image(job.source)
 
   def code(job, image):
@@ -433,12 +431,6 @@ def _probe_image(path):
       return img.size
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise InputError(f"cannot read image {str(path)!r}: {e}") from None
-
-
-def _check_image_size(path, height, width) -> None:
-  if not (1 <= height <= bitstream.MAX_SIDE and 1 <= width <= bitstream.MAX_SIDE):
-    raise InputError(f"{str(path)!r} is {width}x{height}; the stream format "
-                     f"allows 1..{bitstream.MAX_SIDE} pixels per side")
 
 
 def _load_image(path):

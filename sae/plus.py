@@ -332,6 +332,28 @@ class MeanScaleBase(PlusLayer):
             list(self.hyper_prior.prior.trainable_variables))
 
 
+class MeanScaleResidualLayer(MeanScaleBase):
+  """An enhancement layer coding the pixel residual as the cascade does,
+  with a mean-scale hyperprior of its own instead of a factorized prior
+  (side information sent in this layer): the kind sae.meanscale builds."""
+
+  kind = "meanscale-residual"
+
+  def _next(self, lower, decoded):
+    return Decoded(lower.recon + decoded.recon, lower.latent, lower.side)
+
+  def code(self, x, lower, training):
+    result = super().code(x - lower.recon, lower, training)
+    return LayerResult(result.bits, self._next(lower, result.decoded))
+
+  def compress(self, x, lower):
+    strings, decoded = super().compress(x - lower.recon, lower)
+    return strings, self._next(lower, decoded)
+
+  def decompress(self, strings, lower, latent_hw):
+    return self._next(lower, super().decompress(strings, lower, latent_hw))
+
+
 class ConditionalLayer(PlusLayer):
   """Conditional coding of the pixel residual.
 
@@ -478,7 +500,8 @@ class RefinementLayer(PlusLayer):
 
 
 LAYER_KINDS = {cls.kind: cls for cls in (
-    CascadeLayer, MeanScaleBase, ConditionalLayer, RefinementLayer)}
+    CascadeLayer, MeanScaleBase, MeanScaleResidualLayer, ConditionalLayer,
+    RefinementLayer)}
 
 # The probe candidates (docs/sae-plus-probes.md): layer kinds, base first.
 CANDIDATES = {
@@ -486,6 +509,8 @@ CANDIDATES = {
     "b-meanscale": ("meanscale", "cascade", "cascade"),
     "c-conditional": ("meanscale", "conditional", "conditional"),
     "d-refinement": ("meanscale", "refinement", "refinement"),
+    "e-meanscale-residual": ("meanscale", "meanscale-residual",
+                             "meanscale-residual"),
 }
 
 
