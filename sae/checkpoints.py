@@ -81,6 +81,8 @@ def save_weights(codec: LayerCodec, root, k) -> None:
 def restore_weights(codec: LayerCodec, root, k) -> None:
   if not has_weights(root, k):
     raise InputError(f"{root}: no weights for layer {k} ({layer_name(k)})")
+  # Kernels frozen for coding would keep the values read before.
+  codec.freeze_transforms(False)
   try:
     status = layer_checkpoint(codec).read(weights_prefix(root, k))
     status.assert_existing_objects_matched().expect_partial()
@@ -228,7 +230,10 @@ def _ship_into(src, dst, num_layers, note) -> dict:
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, src, k)
     save_weights(codec, dst, k)
-    codec.prepare_for_coding(read_tables(src, k))
+    try:
+      codec.prepare_for_coding(read_tables(src, k))
+    except ValueError as e:  # tables of another layer kind, or damaged
+      raise InputError(f"{src}: {e}") from None
     save_tables(codec, dst, k)
     state = read_state(src, k)
     state.pop("weights_id", None)  # older versions' id; the manifest has it

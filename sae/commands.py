@@ -128,6 +128,40 @@ def main(argv=None) -> int:
   return status
 
 
+# Commands that end once their output file is in place: run as a program
+# (console), they leave the interpreter at once instead of tearing down
+# TensorFlow's traced functions and runtime, about 1 s of a cold command
+# (docs/performance.md); nothing is left to flush but stdout and stderr.
+QUICK_EXIT = ("compress", "decompress")
+
+# Set by console(): this process runs one command and ends.
+_one_shot = False
+
+
+def console(argv=None) -> int:
+  """The ``sae`` program and ``python -m sae``: main(), then, after
+  compress or decompress, a quick exit."""
+  global _one_shot
+  _one_shot = True
+  argv = sys.argv[1:] if argv is None else argv
+  status = main(argv)
+  if argv[:1] and argv[0] in QUICK_EXIT:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+  return status
+
+
+def _coding_setup():
+  """Imports sae.codec (and TensorFlow) for a coding command; a one-shot
+  process also skips graph optimization (sae.codec.lean_startup)."""
+  quiet_tensorflow()
+  from sae import codec
+  if _one_shot:
+    codec.lean_startup()
+  return codec
+
+
 # Set when a decoding thread was left running (sae.codec.DecodeTimeout).
 _abandoned_thread = False
 
@@ -194,8 +228,7 @@ def compress(args) -> int:
   check_output(args.output)
   width, height = _probe_image(args.input)
   bitstream.check_size(height, width, args.input)
-  quiet_tensorflow()
-  from sae import codec
+  codec = _coding_setup()
   root = _weights_root(args.weights)
   image = _load_image(args.input)
   model = cached_model(root, args.layers)
@@ -244,8 +277,8 @@ def decompress(args) -> int:
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
   bitstream.check_layers(num_layers, stream.num_layers)
-  quiet_tensorflow()
-  from sae import codec, images as image_io
+  codec = _coding_setup()
+  from sae import images as image_io
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
   model = cached_model(_weights_root(args.weights), num_layers,
                      expect_ids=stream.weights_ids[:num_layers])
@@ -264,8 +297,7 @@ def _compress_files(args) -> int:
   """``compress IN... OUT/``: one stream per image (sae.folders)."""
   jobs, skipped = folders.plan(args.input, args.output, IMAGE_SUFFIXES,
                                STREAM_SUFFIX, args.force)
-  quiet_tensorflow()
-  from sae import codec
+  codec = _coding_setup()
   model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
   num_layers = args.layers or (model.num_layers if model else 0)
 
@@ -286,8 +318,8 @@ def _decompress_files(args) -> int:
   """``decompress IN... OUT/``: one PNG per stream (sae.folders)."""
   jobs, skipped = folders.plan(args.input, args.output, (STREAM_SUFFIX,),
                                ".png", args.force)
-  quiet_tensorflow()
-  from sae import codec, images
+  codec = _coding_setup()
+  from sae import images
   model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
 
   def read(job):
@@ -489,7 +521,6 @@ def cached_model(root, num_layers=None, expect_ids=()):
   key = str(root.resolve())
   stamp = _folder_stamp(root, have)
   cached = _MODELS.get(key)
-  codec.lean_startup()
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
     codec.check_ids(cached[1], expect_ids, root)
     return cached[1]

@@ -163,9 +163,10 @@ class ModelConfig:
                  d.get("family", DEFAULT_FAMILY))
     if config.family not in FAMILIES:
       raise ValueError(f"unknown family {config.family!r}")
-    for s in config.layers:
-      if s.kind not in KINDS:
-        raise ValueError(f"unknown layer kind {s.kind!r}")
+    for i, (s, kind) in enumerate(zip(config.layers, FAMILIES[config.family])):
+      if s.kind != kind:
+        raise ValueError(f"{layer_name(i)} is a {s.kind!r} layer; the "
+                         f"{config.family} family's is {kind!r}")
     return config
 
   def prefix(self, num_layers: int) -> "ModelConfig":

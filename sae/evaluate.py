@@ -19,9 +19,13 @@ from sae.fileio import check_output, write_json
 
 
 def warm_up(model, num_layers) -> None:
-  """Traces both tf.functions once so timings exclude graph building."""
+  """Traces the coding functions once so timings exclude graph building:
+  those of images of one band (sae.codec's choice for a 16x16 image) and
+  the general ones, for larger images."""
   warm = np.zeros((16, 16, 3), np.uint8)
   codec.decode(model, codec.encode(model, warm, num_layers))
+  strings, shape = model.compress(warm, num_layers)
+  model.decompress(strings[:num_layers], shape)
 
 
 def evaluate_image(model, image, name, num_layers, recon_dir=None):

@@ -110,11 +110,12 @@ class LayerCodec(tf.keras.Model):
     self._tables = rangecode.Tables(self.coder.cdf.numpy())
     self.freeze_transforms()
 
-  def freeze_transforms(self):
+  def freeze_transforms(self, on=True):
     """Computes the transforms' reparameterized kernels once (the weights
-    are final once the layer codes)."""
-    self.analysis.freeze()
-    self.synthesis.freeze()
+    are final once the layer codes); ``on=False`` undoes it, for weights
+    that are restored or trained afterwards."""
+    self.analysis.freeze(on)
+    self.synthesis.freeze(on)
 
   def coding_tables(self) -> dict:
     """The range coding tables as NumPy arrays (keys: TABLE_KEYS)."""

@@ -93,11 +93,11 @@ class MeanScaleCodec(LayerCodec):
   def prior_channels(self) -> int:
     return self.spec.conv_filters
 
-  def freeze_transforms(self):
-    super().freeze_transforms()
+  def freeze_transforms(self, on=True):
+    super().freeze_transforms(on)
     for transform in (self.hyper_analysis, self.hyper_synthesis):
       for layer in transform.layers:
-        layer.freeze()
+        layer.freeze(on)
 
   def checkpoint_objects(self) -> dict:
     return dict(super().checkpoint_objects(),
@@ -142,6 +142,9 @@ class MeanScaleCodec(LayerCodec):
     super().prepare_for_coding(tables)
     if tables is not None:
       cdf, offset = (np.asarray(tables[key]) for key in GAUSSIAN_KEYS)
+      if offset.shape != (SCALES_LEVELS,):
+        raise ValueError(f"{self.name}: stored Gaussian tables have "
+                         f"{offset.size} rows, not {SCALES_LEVELS}")
     else:
       with tf.device("/CPU:0"):  # as the factorized tables
         model = gaussian_model(compression=True, stateless=True)

@@ -15,7 +15,6 @@ inference mode (hard-quantized latents), so an enhancement layer trains on the
 exact residual it will see when coding.
 """
 
-import contextlib
 import hashlib
 from typing import NamedTuple, Sequence
 
@@ -57,7 +56,6 @@ class ScalableAutoEncoder(tf.keras.Model):
     # Coding runs the transforms on bands of this many latent pixels, so
     # memory stays bounded at any image size (read when first traced).
     self.band_latent_pixels = BAND_LATENT_PIXELS
-    self._tracing_one_band = False  # set while tracing the *_one_band functions
 
   @property
   def num_layers(self) -> int:
@@ -110,6 +108,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     """Freezes every layer but ``k``; returns the trainable variables."""
     for j, codec in enumerate(self.codecs):
       codec.trainable = j == k
+    self.codecs[k].freeze_transforms(False)  # its kernels follow its weights
     variables = self.codecs[k].trainable_variables
     expected = len(self.codecs[k].weight_variables)
     if len(variables) != expected or len(self.trainable_variables) != expected:
@@ -157,13 +156,13 @@ class ScalableAutoEncoder(tf.keras.Model):
   # No autograph: the control flow is explicit (tf.cond, tf.while_loop), and
   # converting every Keras call took most of a cold command's tracing.
 
-  def _analyze(self, codec, x):
-    if self._tracing_one_band:
+  def _analyze(self, codec, x, one_band=False):
+    if one_band:
       return codec.analysis(x, training=False)
     return analyze_in_bands(codec.analysis, x, self.band_latent_pixels)
 
-  def _synthesize(self, codec, y_hat):
-    if self._tracing_one_band:
+  def _synthesize(self, codec, y_hat, one_band=False):
+    if one_band:
       return codec.synthesis(y_hat, training=False)
     return synthesize_in_bands(codec.synthesis, y_hat, self.band_latent_pixels)
 
@@ -173,20 +172,12 @@ class ScalableAutoEncoder(tf.keras.Model):
     h, w = (-(-side // TOTAL_STRIDE) for side in (height, width))
     return max(self.band_latent_pixels // max(w, 1), 1) >= h
 
-  @contextlib.contextmanager
-  def _one_band(self, image_shape):
-    """Traces the transforms of the whole image only; the functions refuse
-    an image of several bands (when run)."""
-    self._tracing_one_band = True
-    try:
-      hw = latent_shape(image_shape)
-      rows = tf.maximum(self.band_latent_pixels // tf.maximum(hw[1], 1), 1)
-      check = tf.debugging.assert_greater_equal(
-          rows, hw[0], message="image too large for one band")
-      with tf.control_dependencies([check]):
-        yield
-    finally:
-      self._tracing_one_band = False
+  def _check_one_band(self, image_shape):
+    """An op that refuses (when run) an image of several bands."""
+    hw = latent_shape(image_shape)
+    rows = tf.maximum(self.band_latent_pixels // tf.maximum(hw[1], 1), 1)
+    return tf.debugging.assert_greater_equal(
+        rows, hw[0], message="image too large for one band")
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
@@ -206,15 +197,16 @@ class ScalableAutoEncoder(tf.keras.Model):
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
   def compress_one_band(self, image, num_layers):
     """``compress`` of an image that fits_one_band."""
-    with self._one_band(tf.shape(image)[:2]):
-      return self._code_layers(image, num_layers, version=2)
+    with tf.control_dependencies([self._check_one_band(tf.shape(image)[:2])]):
+      return self._code_layers(image, num_layers, version=2, one_band=True)
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_one_band(self, strings, image_shape):
     """``decompress`` of an image that fits_one_band."""
-    with self._one_band(image_shape):
-      return to_uint8(self._decode_layers(strings, image_shape, version=2))
+    with tf.control_dependencies([self._check_one_band(image_shape)]):
+      return to_uint8(self._decode_layers(strings, image_shape, version=2,
+                                          one_band=True))
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
@@ -222,7 +214,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     """``compress`` in stream version 1, for tests of legacy streams."""
     return self._code_layers(image, num_layers, version=1)
 
-  def _code_layers(self, image, num_layers, version):
+  def _code_layers(self, image, num_layers, version, one_band=False):
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     total = tf.zeros_like(x)
     strings = []
@@ -231,13 +223,14 @@ class ScalableAutoEncoder(tf.keras.Model):
                          codec.compress_latent_v1)
 
       def code(compress_latent=compress_latent, codec=codec, total=total, k=k):
-        y = self._analyze(codec, x - total)
+        y = self._analyze(codec, x - total, one_band)
         string = compress_latent(y)
         # The layers above code what this one leaves; after the last coded
         # layer nothing needs the reconstruction.
         above = tf.cond(
             k + 1 < num_layers,
-            lambda: total + self._synthesize(codec, codec.quantize(y)),
+            lambda: total + self._synthesize(codec, codec.quantize(y),
+                                             one_band),
             lambda: total)
         return string[0], above
 
@@ -265,7 +258,7 @@ class ScalableAutoEncoder(tf.keras.Model):
     on hostile input: sae.codec runs it under a deadline."""
     return to_uint8(self._decode_layers(strings, image_shape, version=1))
 
-  def _decode_layers(self, strings, image_shape, version):
+  def _decode_layers(self, strings, image_shape, version, one_band=False):
     hw = latent_shape(image_shape)
     n = tf.shape(strings)[0]
     total = tf.zeros(tf.concat([[1], hw * 16, [3]], 0))
@@ -275,7 +268,7 @@ class ScalableAutoEncoder(tf.keras.Model):
 
       def decode(decode_latent=decode_latent, codec=codec, total=total, k=k):
         y_hat = decode_latent(strings[k:k + 1], hw)
-        return total + self._synthesize(codec, y_hat)
+        return total + self._synthesize(codec, y_hat, one_band)
 
       total = tf.cond(k < n, decode, lambda total=total: total)
     return total[0, :image_shape[0], :image_shape[1], :]

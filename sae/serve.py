@@ -270,10 +270,13 @@ def _warm_up(model) -> None:
   import tensorflow as tf
   strings = tf.constant([b""] * model.num_layers, tf.string)
   shape = tf.constant([16, 16], tf.int32)
-  try:
-    model.decompress(strings, shape)
-  except tf.errors.InvalidArgumentError:
-    pass  # refused, as it should be: the graph ran
+  # sae.codec decodes small images (one band) and large ones with
+  # different functions: both are warmed.
+  for decompress in (model.decompress_one_band, model.decompress):
+    try:
+      decompress(strings, shape)
+    except tf.errors.InvalidArgumentError:
+      pass  # refused, as it should be: the graph ran
   legacy = getattr(model, "decompress_v1", None)
   if legacy is not None:
     legacy.get_concrete_function()

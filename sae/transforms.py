@@ -40,9 +40,9 @@ class GDN(tfc.GDN):
   # once.  None while the weights may change.
   frozen = None
 
-  def freeze(self):
-    self.frozen = {"beta": tf.constant(super().beta),
-                   "gamma": tf.constant(super().gamma)}
+  def freeze(self, on=True):
+    self.frozen = ({"beta": tf.constant(super().beta),
+                    "gamma": tf.constant(super().gamma)} if on else None)
 
   @property
   def beta(self):
@@ -66,10 +66,11 @@ class SignalConv2D(tfc.SignalConv2D):
 
   frozen_kernel = None  # the kernel, once frozen
 
-  def freeze(self):
-    self.frozen_kernel = tf.constant(super().kernel)
+  def freeze(self, on=True):
+    """Computes the kernel once (``on``), or again at every call."""
+    self.frozen_kernel = tf.constant(super().kernel) if on else None
     if isinstance(self.activation, GDN):
-      self.activation.freeze()
+      self.activation.freeze(on)
 
   @property
   def kernel(self):
@@ -103,11 +104,12 @@ class _Transform(tf.keras.Sequential):
     self._build_input_shape = tuple(tf.TensorShape(input_shape))
     self.built = True
 
-  def freeze(self):
-    """Computes the reparameterized kernels once: the weights are final."""
+  def freeze(self, on=True):
+    """Computes the reparameterized kernels once: the weights are final
+    (``on=False``: again at every call, for weights that change)."""
     for layer in self.layers:
       if isinstance(layer, SignalConv2D):
-        layer.freeze()
+        layer.freeze(on)
 
   def call(self, inputs, training=None):
     # What Sequential's graph network computes, layer by layer, without

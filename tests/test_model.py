@@ -147,3 +147,22 @@ def test_one_band_functions_refuse_a_banded_image():
   assert not model.fits_one_band(64, 128) and model.fits_one_band(16, 128)
   with pytest.raises(tf.errors.InvalidArgumentError, match="one band"):
     model.compress_one_band(random_image(64, 128), 1)
+
+
+def test_frozen_kernels_follow_restored_and_trained_weights(tmp_path):
+  from sae import checkpoints
+  source = ScalableAutoEncoder(tiny_specs(1))
+  checkpoints.save_weights(source.codecs[0], tmp_path, 0)
+  model = ScalableAutoEncoder(tiny_specs(1))
+  model.prepare_for_coding()  # kernels frozen at the random weights
+  checkpoints.restore_weights(model.codecs[0], tmp_path, 0)
+  for mine, theirs in zip(model.codecs[0].synthesis.layers,
+                          source.codecs[0].synthesis.layers):
+    if hasattr(mine, "kernel_parameter"):
+      np.testing.assert_array_equal(mine.kernel, theirs.kernel)
+  model.prepare_for_coding()
+  variables = model.set_trainable_layer(0)  # trained again: not frozen
+  x = tf.cast(random_image(32, 32), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.forward(x, 0).loss)
+  assert all(g is not None for g in tape.gradient(loss, variables))
