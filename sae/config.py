@@ -36,7 +36,8 @@ class LayerSpec:
     lmbda: rate-distortion weight in ``bpp + lmbda * distortion``.
     paper_lambda: the authors' lambda (rate weight), for reference only.
     learning_rate: peak Adam learning rate.
-    kind: the layer's entropy model (a key of KINDS).
+    kind: the layer's entropy model: "factorized" (the paper's prior,
+      sae.layer) or "meanscale" (a mean-scale hyperprior, sae.meanscale).
   """
 
   conv_filters: int
@@ -87,10 +88,6 @@ TINY_LAYERS: tuple[LayerSpec, ...] = (
 )
 
 DEFAULT_NUM_LAYERS = 4
-
-# A layer's entropy model: the paper's factorized prior (sae.layer), or a
-# mean-scale hyperprior (sae.meanscale; Balle et al. 2018, Minnen et al. 2018).
-KINDS = ("factorized", "meanscale")
 
 # Model families: the layer kinds, base first.  "sae" is the paper's cascade;
 # "sae-plus" gives the base a mean-scale hyperprior and keeps the cascade's

@@ -28,7 +28,7 @@ from sae.transforms import (BAND_LATENT_PIXELS, TOTAL_STRIDE, analyze_in_bands,
                             latent_shape, pad_to_stride, synthesize_in_bands)
 
 
-# The class of each layer kind (sae.config.KINDS).
+# The class of each layer kind (LayerSpec.kind; families: sae.config.FAMILIES).
 CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec}
 
 
