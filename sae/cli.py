@@ -98,7 +98,8 @@ def train_parser(k: int) -> argparse.ArgumentParser:
   p.add_argument("--family", choices=tuple(FAMILIES), default=None,
                  help="model family: sae, the paper's cascade of factorized-"
                  "prior auto-encoders; sae-plus, a mean-scale hyperprior base "
-                 "under the same enhancement layers (default: what "
+                 "under the same enhancement layers; sae-plus-hyper, a "
+                 "mean-scale hyperprior in every layer (default: what "
                  "--checkpoint-dir holds, else sae)")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")

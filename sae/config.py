@@ -91,10 +91,12 @@ DEFAULT_NUM_LAYERS = 4
 
 # Model families: the layer kinds, base first.  "sae" is the paper's cascade;
 # "sae-plus" gives the base a mean-scale hyperprior and keeps the cascade's
-# enhancement layers, the design the probes chose (docs/sae-plus-probes.md).
+# enhancement layers, the design the probes chose (docs/sae-plus-probes.md);
+# "sae-plus-hyper" gives every layer one (probe e), its challenger at el1.
 FAMILIES = {
     "sae": ("factorized",) * len(LAYER_NAMES),
     "sae-plus": ("meanscale",) + ("factorized",) * (len(LAYER_NAMES) - 1),
+    "sae-plus-hyper": ("meanscale",) * len(LAYER_NAMES),
 }
 DEFAULT_FAMILY = "sae"
 

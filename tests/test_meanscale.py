@@ -145,3 +145,17 @@ def test_every_decoding_graph_derives_the_same_scale_indexes():
   list(decoder.feed(data))
   np.testing.assert_array_equal(general, reference)
   np.testing.assert_array_equal(decoder.image, reference)
+
+
+def test_enhancement_layers_can_have_their_own_hyperprior():
+  tf.keras.utils.set_random_seed(1)
+  model = ScalableAutoEncoder(
+      get_preset("tiny", family="sae-plus-hyper").layers[:2])
+  model.prepare_for_coding()
+  assert all(isinstance(c, MeanScaleCodec) for c in model.codecs)
+  image = random_image(24, 40, seed=12)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  strings, shape = model.compress(image, 2)
+  for k in (1, 2):
+    np.testing.assert_array_equal(model.decompress(strings[:k], shape),
+                                  to_uint8(expected[k - 1][0]))
