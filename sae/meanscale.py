@@ -20,6 +20,8 @@ depend on the scale grid only; like the factorized tables they are stored
 with shipped weights so that every machine codes with the same integers.
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -72,6 +74,22 @@ def gaussian_model(**kwargs):
 
 
 GAUSSIAN_KEYS = ("gaussian_cdf", "gaussian_cdf_offset")
+
+
+@functools.lru_cache(maxsize=None)
+def gaussian_tables():
+  """The Gaussian's range coding tables (cdf, cdf_offset), NumPy: they
+  depend on the scale grid only, so a process builds them once, traced
+  (tfc's eager table search takes seconds)."""
+
+  @tf.function
+  def build():
+    model = gaussian_model(compression=True, stateless=True)
+    return model.cdf, model.cdf_offset
+
+  with tf.device("/CPU:0"):  # as the factorized tables
+    cdf, offset = build()
+  return cdf.numpy(), offset.numpy()
 
 
 class MeanScaleCodec(LayerCodec):
@@ -146,9 +164,7 @@ class MeanScaleCodec(LayerCodec):
         raise ValueError(f"{self.name}: stored Gaussian tables have "
                          f"{offset.size} rows, not {SCALES_LEVELS}")
     else:
-      with tf.device("/CPU:0"):  # as the factorized tables
-        model = gaussian_model(compression=True, stateless=True)
-        cdf, offset = model.cdf.numpy(), model.cdf_offset.numpy()
+      cdf, offset = gaussian_tables()
     self._gaussian_tables = (cdf.astype(np.int32), offset.astype(np.int32))
     self._gaussian_offset = tf.constant(self._gaussian_tables[1])
     # One table for the payload: z's rows (its channels), then the

@@ -14,6 +14,10 @@ import train_el1
 from sae import checkpoints, commands
 from tests.tiny import write_corpus
 
+# Trains through the scripts (25 s): with the full set (-m full); the
+# family's model and coding are tested by test_meanscale.py.
+pytestmark = pytest.mark.full
+
 
 @pytest.fixture(scope="module")
 def plus_weights(tmp_path_factory):
