@@ -123,6 +123,11 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  "with --distribute multi-worker)")
   p.add_argument("--seed", type=int, default=None,
                  help="seed of the training crops (default: random)")
+  p.add_argument("--from-weights", action="store_true",
+                 help="resume a layer whose folder holds its weights and "
+                 "state.json but no training state (train/ is not kept in "
+                 "the repository): its weights and step count are restored "
+                 "and Adam starts afresh; recorded in state.json")
   p.add_argument("--no-progress", dest="progress", action="store_false",
                  help="no progress bar (for logs)")
   return p

@@ -23,7 +23,8 @@ from sae.config import get_preset, layer_name
 from sae.errors import InputError
 from sae.model import ScalableAutoEncoder
 from sae.train_log import TrainLog
-from sae.train_steps import make_train_step, make_validation, steps_done
+from sae.train_steps import (OffsetSchedule, make_train_step, make_validation,
+                             steps_done)
 
 LOG_EVERY = 100
 
@@ -80,7 +81,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
   # Written by older versions, before ids covered the coding tables; the
   # manifest of shipped weights holds the id streams carry.
   state.pop("weights_id", None)
-  resuming = train_folder.has_training_state(root, k)
+  resuming = train_folder.resumes(args, root, k)
   # The decay step is fixed by the first run: extending --steps later must
   # not raise the learning rate again.
   boundary = state.get("schedule", {}).get("decay_at_step") if resuming else None
@@ -99,7 +100,9 @@ def _train(k: int, args: argparse.Namespace) -> int:
     variables = model.set_trainable_layer(k)
     schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
         [boundary], [spec.learning_rate, spec.learning_rate * 0.1])
-    optimizer = tf.keras.optimizers.Adam(schedule)
+    # Steps taken before Adam last started afresh (--from-weights).
+    offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_offset")
+    optimizer = tf.keras.optimizers.Adam(OffsetSchedule(schedule, offset))
     optimizer.build(variables)
   lower_before = [c.digest() for c in model.codecs[:k]]
   dataset = _dataset(args, k, model, patch, batch, seed)
@@ -112,7 +115,8 @@ def _train(k: int, args: argparse.Namespace) -> int:
                schedule={"learning_rate": spec.learning_rate, "decay_to": 0.1,
                          "decay_at_step": boundary})
 
-  train_ckpt = checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer)
+  train_ckpt = checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer,
+                                            step_offset=offset)
   manager = tf.train.CheckpointManager(
       train_ckpt, str(checkpoints.layer_dir(write_root, k) / "train"),
       max_to_keep=2)
@@ -120,8 +124,19 @@ def _train(k: int, args: argparse.Namespace) -> int:
   latest = tf.train.latest_checkpoint(
       str(checkpoints.layer_dir(root, k) / "train"))
   if latest:
-    train_ckpt.restore(latest).assert_existing_objects_matched()
-    logging.info("resumed %s at step %d", layer_name(k), steps_done(optimizer))
+    # Without the offset, which checkpoints older than it lack (read apart).
+    checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer).restore(
+        latest).assert_existing_objects_matched()
+    offset.assign(train_folder.saved_step_offset(latest))
+    logging.info("resumed %s at step %d", layer_name(k),
+                 steps_done(optimizer, offset))
+  elif resuming:  # --from-weights: Adam's moments are lost with train/
+    checkpoints.restore_weights(model.codecs[k], root, k)
+    offset.assign(state["steps"])
+    state.setdefault("adam_restarted_at_steps", []).append(state["steps"])
+    if chief:
+      print(f"continuing {layer_name(k)} from its weights at step "
+            f"{state['steps']}, with Adam started afresh", file=sys.stderr)
   elapsed = state.get("train_seconds", 0.0)
 
   # Said once, so a user sees whether the GPU they installed is used.
@@ -137,7 +152,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
   log = TrainLog(checkpoints.layer_dir(write_root, k), chief)
   val_batches = data.validation_batches(args.corpus, patch, 8)
   validate = make_validation(model, k)
-  start = steps_done(optimizer)
+  start = steps_done(optimizer, offset)
   if start >= args.steps:  # nothing to train: start-up is not training time
     t_start = time.monotonic()
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
@@ -146,8 +161,8 @@ def _train(k: int, args: argparse.Namespace) -> int:
   running, t_ckpt, t0 = [], time.monotonic(), t_start
 
   def save(elapsed, t0):
-    return train_folder.save(manager, optimizer, model, write_root, k, state,
-                             elapsed, t0)
+    return train_folder.save(manager, optimizer, offset, model, write_root, k,
+                             state, elapsed, t0)
 
   # Ctrl-C or SIGTERM (see run) saves before leaving.
   try:
@@ -185,8 +200,8 @@ def _train(k: int, args: argparse.Namespace) -> int:
   if lower_after != lower_before:
     raise RuntimeError("a frozen lower layer changed during training")
   state.update(
-      finished=steps_done(optimizer) >= args.steps,
-      steps=steps_done(optimizer), batch_size=batch, patch_size=patch,
+      finished=steps_done(optimizer, offset) >= args.steps,
+      steps=steps_done(optimizer, offset), batch_size=batch, patch_size=patch,
       spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
       num_replicas=strategy.num_replicas_in_sync, devices=devices,
       lower_layer_sha256_after=lower_after,

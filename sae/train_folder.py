@@ -44,7 +44,7 @@ def resolve_config(args, k) -> ModelConfig:
             f"channels; preset {args.preset!r} has a {want.kind} layer with "
             f"{want.conv_filters} and {want.latent_channels}")
     specs[:k] = saved.layers[:k]
-    if has_training_state(root, k) and k < len(saved.layers):
+    if resumes(args, root, k) and k < len(saved.layers):
       recorded = saved.layers[k]
       for flag, name in (("lmbda", "--lambda"),
                          ("learning_rate", "--learning-rate")):
@@ -58,9 +58,19 @@ def resolve_config(args, k) -> ModelConfig:
   if args.patch_size is not None and args.patch_size % TOTAL_STRIDE:
     raise InputError(f"--patch-size must be a multiple of {TOTAL_STRIDE}, "
                      f"got {args.patch_size}")
+  from_weights = getattr(args, "from_weights", False)
   if checkpoints.has_weights(root, k) and not has_training_state(root, k):
-    raise InputError(f"{layer_name(k)} in {root} has weights but no training "
-                     "state to resume; train into another --checkpoint-dir")
+    if not from_weights:
+      raise InputError(
+          f"{layer_name(k)} in {root} has weights but no training state to "
+          "resume; continue from its weights with --from-weights, or train "
+          "into another --checkpoint-dir")
+    if "steps" not in checkpoints.read_state(root, k):
+      raise InputError(f"--from-weights: {layer_name(k)} in {root} has no "
+                       "state.json step count to continue from")
+  elif from_weights and not checkpoints.has_weights(root, k):
+    raise InputError(f"--from-weights: {layer_name(k)} in {root} has no "
+                     "weights to continue from")
   if checkpoints.has_weights(root, k + 1):
     raise InputError(
         f"{layer_name(k + 1)} in {root} was trained on top of "
@@ -89,6 +99,27 @@ def has_training_state(root, k) -> bool:
       str(checkpoints.layer_dir(root, k) / "train")) is not None
 
 
+def resumes(args, root, k) -> bool:
+  """Whether this run continues layer k: from its training state, or from
+  its weights alone (--from-weights; resolve_config checked they exist)."""
+  return has_training_state(root, k) or (
+      getattr(args, "from_weights", False) and checkpoints.has_weights(root, k))
+
+
+# Where train.py's checkpoint keeps its step offset (its attribute name).
+STEP_OFFSET_KEY = "step_offset/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def saved_step_offset(path) -> int:
+  """The steps before Adam last started afresh, as a training checkpoint
+  records them (0 in checkpoints written before --from-weights existed)."""
+  names = {name for name, _ in tf.train.list_variables(path)}
+  if STEP_OFFSET_KEY not in names:
+    return 0
+  return int(tf.train.load_variable(path, STEP_OFFSET_KEY))
+
+
+
 def checkpoint_due(steps_done, last_time, args, strategy) -> bool:
   """Time-based on one worker; step-based across workers, which must all
   save at the same step (saving is a collective operation there)."""
@@ -100,7 +131,7 @@ def checkpoint_due(steps_done, last_time, args, strategy) -> bool:
   return time.monotonic() - last_time > args.checkpoint_every
 
 
-def save(manager, optimizer, model, root, k, state, elapsed, t0):
+def save(manager, optimizer, offset, model, root, k, state, elapsed, t0):
   """Saves training state and the layer's weights; returns updated seconds.
 
   Refuses to save weights that are no longer finite (a finite loss can
@@ -110,13 +141,13 @@ def save(manager, optimizer, model, root, k, state, elapsed, t0):
              for v in model.codecs[k].weight_variables):
     raise FloatingPointError(
         f"{layer_name(k)}'s weights are no longer finite at step "
-        f"{steps_done(optimizer)}; not saved. Resume from the last "
+        f"{steps_done(optimizer, offset)}; not saved. Resume from the last "
         f"checkpoint in {manager.directory} with a lower --learning-rate")
   elapsed += time.monotonic() - t0
-  manager.save(checkpoint_number=steps_done(optimizer))
+  manager.save(checkpoint_number=steps_done(optimizer, offset))
   checkpoints.save_weights(model.codecs[k], root, k)
   state["train_seconds"] = round(elapsed, 1)
-  state["steps"] = steps_done(optimizer)
+  state["steps"] = steps_done(optimizer, offset)
   checkpoints.write_state(root, k, state)
   return elapsed
 

@@ -7,10 +7,33 @@ import tensorflow as tf
 from sae import metrics
 
 
-def steps_done(optimizer) -> int:
-  """The optimizer's step count.  Under a distribution strategy it is a
-  distributed variable, which int() does not take."""
-  return int(optimizer.iterations.numpy())
+def steps_done(optimizer, offset=None) -> int:
+  """The run's step count: the optimizer's own, plus ``offset``, the steps
+  taken before Adam last started afresh (--from-weights).  Under a
+  distribution strategy both are distributed variables, which int() does
+  not take."""
+  extra = 0 if offset is None else int(offset.numpy())
+  return int(optimizer.iterations.numpy()) + extra
+
+
+class OffsetSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+  """``schedule`` read at the run's step rather than at Adam's own count.
+
+  A resume from weights alone starts Adam's count at 0, as its bias
+  correction needs for fresh moments, while the learning rate must follow
+  the run's step (the decay step stays where the first run put it).
+  """
+
+  def __init__(self, schedule, offset: tf.Variable):
+    super().__init__()
+    self.schedule = schedule
+    self.offset = offset
+
+  def __call__(self, step):
+    return self.schedule(tf.cast(step, tf.int64) + self.offset)
+
+  def get_config(self):
+    return {"schedule": self.schedule.get_config()}
 
 
 def make_train_step(model, k, variables, optimizer, strategy, global_batch,

@@ -15,7 +15,9 @@ import train_base
 import train_el1
 import train_el2
 import train_el3
-from sae import checkpoints
+import tensorflow as tf
+
+from sae import checkpoints, train_folder
 from sae.errors import InputError
 from tests.tiny import write_corpus
 
@@ -106,6 +108,42 @@ def test_weights_without_training_state_are_not_overwritten(trained, capsys, tmp
                                      "--checkpoint-dir", str(shipped)])
   assert "no training state" in err
   assert (shipped / "el1" / "weights.index").read_bytes() == index
+
+
+def test_from_weights_continues_a_layer_without_training_state(
+    trained, tmp_path):
+  _, corpus, ckpt = trained
+  shipped = tmp_path / "shipped"
+  checkpoints.ship_weights(ckpt, shipped, 4)  # weights and state.json only
+  assert not (shipped / "el3" / "train").exists()
+  before = checkpoints.read_state(shipped, 3)
+  n = before["steps"]  # 2, or 4 after test_resume_continues_from_checkpoint
+  digest = _layer_digest(shipped, 3)
+  argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+          str(shipped), "--no-progress"]
+  assert train_el3.main(argv + ["--steps", str(n + 2), "--from-weights"]) == 0
+  state = checkpoints.read_state(shipped, 3)
+  assert state["steps"] == n + 2 and state["adam_restarted_at_steps"] == [n]
+  assert state["schedule"] == before["schedule"]  # the first run's decay step
+  assert state["lower_layer_sha256_after"] == before["lower_layer_sha256_after"]
+  assert _layer_digest(shipped, 3) != digest  # trained on from its weights
+  # Its new training state keeps the offset for the next resume.
+  latest = tf.train.latest_checkpoint(str(shipped / "el3" / "train"))
+  assert train_folder.saved_step_offset(latest) == n
+
+
+def test_from_weights_needs_weights(trained, capsys, tmp_path):
+  _, corpus, ckpt = trained
+  partial = tmp_path / "partial"
+  checkpoints.ship_weights(ckpt, partial, 3)
+  err = _refusal(capsys, train_el3, ["--corpus", str(corpus), "--checkpoint-dir",
+                                     str(partial), "--from-weights"])
+  assert "--from-weights" in err and "no weights" in err
+
+
+def _layer_digest(root, k):
+  return (checkpoints.layer_dir(root, k) / "weights.data-00000-of-00001"
+          ).read_bytes()
 
 
 def test_patch_size_must_be_a_multiple_of_16(tmp_path, capsys):

@@ -79,3 +79,23 @@ def test_sigterm_during_start_up_is_an_interruption(monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     train.run(0, argparse.Namespace())
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_step_offset_of_checkpoints_with_and_without_one(tmp_path):
+  import tensorflow as tf
+  var = tf.Variable(1.0)
+  tf.train.Checkpoint(a=var).write(str(tmp_path / "old"))  # before the offset
+  assert train_folder.saved_step_offset(str(tmp_path / "old")) == 0
+  offset = tf.Variable(24186, dtype=tf.int64)
+  tf.train.Checkpoint(a=var, step_offset=offset).write(str(tmp_path / "new"))
+  assert train_folder.saved_step_offset(str(tmp_path / "new")) == 24186
+
+
+def test_offset_schedule_follows_the_run_step():
+  import tensorflow as tf
+  from sae.train_steps import OffsetSchedule
+  inner = tf.keras.optimizers.schedules.PiecewiseConstantDecay([48000], [1.0, 0.1])
+  offset = tf.Variable(47999, dtype=tf.int64)
+  schedule = OffsetSchedule(inner, offset)
+  assert float(schedule(tf.constant(0, tf.int64))) == 1.0
+  assert float(schedule(tf.constant(2, tf.int64))) == pytest.approx(0.1)
