@@ -29,6 +29,9 @@ from sae.fileio import atomic_write, write_json
 from sae.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
+# A model fine-tuned after its layer-wise training records it here
+# (sae.train_joint).
+JOINT_FOLDER = "joint"
 DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"
 
 
@@ -109,12 +112,22 @@ def write_config(root, config: ModelConfig) -> None:
 
 
 def read_state(root, k) -> dict:
-  """The training record of layer ``k`` ({} before its first checkpoint).
+  """The training record of layer ``k`` ({} before its first checkpoint)."""
+  return read_record(layer_dir(root, k))
+
+
+def write_state(root, k, state: dict) -> None:
+  write_record(layer_dir(root, k), state)
+
+
+def read_record(folder) -> dict:
+  """A training run's state.json in ``folder`` ({} before its first
+  checkpoint): a layer's, or the joint fine-tuning's.
 
   Raises:
     sae.errors.InputError: the record is not a JSON object.
   """
-  path = layer_dir(root, k) / "state.json"
+  path = pathlib.Path(folder) / "state.json"
   if not path.is_file():
     return {}
   try:
@@ -127,9 +140,9 @@ def read_state(root, k) -> dict:
   return state
 
 
-def write_state(root, k, state: dict) -> None:
-  layer_dir(root, k).mkdir(parents=True, exist_ok=True)
-  write_json(layer_dir(root, k) / "state.json", state, sort_keys=True)
+def write_record(folder, state: dict) -> None:
+  pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+  write_json(pathlib.Path(folder) / "state.json", state, sort_keys=True)
 
 
 def available_layers(root) -> int:
@@ -252,6 +265,15 @@ def _ship_into(src, dst, num_layers, note) -> dict:
     entry["weights_sha256"] = codec.digest()  # what the layer above froze
     entry["weights_id"] = wid.hex()           # what streams carry
   unfinished = [e["name"] for e in layers if not e["finished"]]
+  joint = read_record(pathlib.Path(src) / JOINT_FOLDER)
+  if joint.get("steps"):  # fine-tuned after the layer-wise phase
+    if not joint.get("finished"):
+      unfinished.append("joint fine-tuning")
+    for log in ("state.json", "log.csv", "val.csv"):
+      if (pathlib.Path(src) / JOINT_FOLDER / log).is_file():
+        (dst / JOINT_FOLDER).mkdir(exist_ok=True)
+        shutil.copy(pathlib.Path(src) / JOINT_FOLDER / log,
+                    dst / JOINT_FOLDER / log)
   missing = [layer_name(k) for k in range(num_layers, DEFAULT_NUM_LAYERS)]
   status = "complete" if not unfinished and not missing else "interim: " + "; ".join(
       part for part in (
@@ -260,8 +282,13 @@ def _ship_into(src, dst, num_layers, note) -> dict:
   manifest = {"family": config.family, "metric": config.metric,
               "preset": config.preset,
               "weights_id": ids[-1].hex(), "status": status,
-              "train_seconds": sum(e["train_seconds"] or 0 for e in layers),
+              "train_seconds": sum(e["train_seconds"] or 0 for e in layers)
+              + joint.get("train_seconds", 0.0),
               "layers": layers}
+  if joint.get("steps"):
+    manifest["joint_fine_tuning"] = {key: joint.get(key) for key in (
+        "source", "steps", "finished", "layer_weights", "schedule",
+        "batch_size", "patch_size", "corpus", "train_seconds", "validation")}
   if note:  # e.g. how the lambdas were chosen
     manifest["note"] = note
   write_json(dst / "manifest.json", manifest)

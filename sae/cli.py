@@ -81,16 +81,10 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="per-layer checkpoints; lower layers are read from here")
   p.add_argument("--steps", type=_positive, default=60000 if k == 0 else 40000,
                  help="total training steps of this layer (resumes)")
-  p.add_argument("--batch-size", type=_positive, default=None,
-                 help="global batch size (default: the preset's, 8 for paper)")
-  p.add_argument("--patch-size", type=_positive, default=None,
-                 help="random crop size (default: the preset's, 256 for paper)")
   p.add_argument("--lambda", dest="lmbda", type=_positive_float, default=None,
                  help="rate-distortion weight (default: the preset's table)")
   p.add_argument("--learning-rate", type=_positive_float, default=None,
                  help="peak learning rate (default: the table's, 1e-3)")
-  p.add_argument("--lr-decay-at", type=_fraction, default=0.8,
-                 help="fraction of --steps after which the rate drops 10x")
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
                  help="distortion of the total reconstruction in the loss")
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
@@ -101,36 +95,70 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  "under the same enhancement layers; sae-plus-hyper, a "
                  "mean-scale hyperprior in every layer (default: what "
                  "--checkpoint-dir holds, else sae)")
+  p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
+                 help="enhancement layers: code whole training images with the "
+                 "frozen layers once and train on crops of their residuals "
+                 "(auto: when they fit in 6 GiB); off: lower layers per crop")
+  _add_loop_options(p)
+  return p
+
+
+def joint_parser() -> argparse.ArgumentParser:
+  p = Parser(description=(
+      "Fine-tune every trained layer of --checkpoint-dir at once on the sum "
+      "of the layers' losses (sum_k w_k (bpp_k + lambda_k D_k)), into a new "
+      "--out-dir; the phase is recorded in --out-dir/joint (it resumes there "
+      "after an interruption). --checkpoint-dir is only read."),
+      formatter_class=HelpFormatter)
+  p.add_argument("--corpus", default=DEFAULT_CORPUS,
+                 help="folder of training PNG/JPEG images (any sizes)")
+  p.add_argument("--checkpoint-dir", required=True,
+                 help="the layer-wise trained model to start from")
+  p.add_argument("--out-dir", required=True,
+                 help="new folder for the fine-tuned model (or one to resume)")
+  p.add_argument("--steps", type=_positive, default=10000,
+                 help="total steps of the phase (resumes)")
+  p.add_argument("--learning-rate", type=_positive_float, default=1e-4,
+                 help="peak learning rate")
+  p.add_argument("--layer-weights", default=None, metavar="W0,W1,..",
+                 help="weight w_k of each layer's loss (default: all 1)")
+  _add_loop_options(p)
+  return p
+
+
+def _add_loop_options(p) -> None:
+  """The options of the training loop (sae.train.train), every run's."""
+  p.add_argument("--batch-size", type=_positive, default=None,
+                 help="global batch size (default: the preset's, 8 for paper)")
+  p.add_argument("--patch-size", type=_positive, default=None,
+                 help="random crop size (default: the preset's, 256 for paper)")
+  p.add_argument("--lr-decay-at", type=_fraction, default=0.8,
+                 help="fraction of --steps after which the rate drops 10x")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
   p.add_argument("--logical-cpus", type=_positive, default=None, metavar="N",
                  help="split the CPU into N logical devices, one replica each "
                  "with --distribute mirrored on a machine without GPUs (for "
                  "trying and testing distributed training)")
-  p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
-                 help="enhancement layers: code whole training images with the "
-                 "frozen layers once and train on crops of their residuals "
-                 "(auto: when they fit in 6 GiB); off: lower layers per crop")
   p.add_argument("--jit", action="store_true",
                  help="compile the training step with XLA")
   p.add_argument("--checkpoint-every", type=_positive_float, default=300,
                  help="seconds between checkpoints")
   p.add_argument("--validate-every", type=int, default=1000,
                  help="steps between validations (hard quantization, fixed "
-                 "crops of training images) written to <layer>/val.csv; 0: off")
+                 "crops of training images) written to val.csv; 0: off")
   p.add_argument("--checkpoint-steps", type=_positive, default=None,
                  help="steps between checkpoints instead (default 1000 "
                  "with --distribute multi-worker)")
   p.add_argument("--seed", type=int, default=None,
                  help="seed of the training crops (default: random)")
   p.add_argument("--from-weights", action="store_true",
-                 help="resume a layer whose folder holds its weights and "
+                 help="resume a run whose folder holds its weights and "
                  "state.json but no training state (train/ is not kept in "
                  "the repository): its weights and step count are restored "
                  "and Adam starts afresh; recorded in state.json")
   p.add_argument("--no-progress", dest="progress", action="store_false",
                  help="no progress bar (for logs)")
-  return p
 
 
 def test_parser(k: int) -> argparse.ArgumentParser:
@@ -191,6 +219,13 @@ def train_main(k: int, argv=None) -> int:
   quiet_tensorflow()
   from sae import train
   return guarded(train.run, k, args)
+
+
+def joint_main(argv=None) -> int:
+  args = joint_parser().parse_args(argv)
+  quiet_tensorflow()
+  from sae import train_joint
+  return guarded(train_joint.run, args)
 
 
 def test_main(k: int, argv=None) -> int:

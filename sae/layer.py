@@ -72,10 +72,18 @@ class LayerCodec(tf.keras.Model):
         self.prior, coding_rank=3, compression=False,
         quantization_offset=offset)
 
-  def call(self, x, training=False):
-    """Codes ``x``: additive noise when training, hard quantization otherwise."""
+  def call(self, x, training=False, rounded=False):
+    """Codes ``x``: additive noise when training, hard quantization otherwise.
+
+    ``rounded`` (training only): the rate still sees noise, the synthesis
+    the quantized latent with a straight-through gradient (Minnen and
+    Singh, "Channel-wise autoregressive entropy models", ICIP 2020), so
+    what the layers above code is what they will code after decoding.
+    """
     y = self.analysis(x)
     y_hat, bits = self._entropy_model(training)(y, training=training)
+    if training and rounded:
+      y_hat = straight_through(y, self.quantize(y))
     return LayerOutput(y, y_hat, bits, self.synthesis(y_hat))
 
   def quantize(self, y):
@@ -218,6 +226,11 @@ class LayerCodec(tf.keras.Model):
     for key in self.table_keys:
       h.update(np.ascontiguousarray(tables[key]).tobytes())
     return h.hexdigest()
+
+
+def straight_through(y, quantized):
+  """``quantized`` forward, the identity's gradient backward."""
+  return y + tf.stop_gradient(quantized - y)
 
 
 def checked(tensor, consistent):

@@ -27,7 +27,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from sae import rangecode
-from sae.layer import TABLE_KEYS, LayerCodec, LayerOutput, checked
+from sae.layer import (TABLE_KEYS, LayerCodec, LayerOutput, checked,
+                       straight_through)
 from sae.transforms import SignalConv2D
 
 # The Gaussian's scale grid, as in tfc's models/bmshj2018.py: 64 levels,
@@ -135,15 +136,18 @@ class MeanScaleCodec(LayerCodec):
     mean, logits = tf.split(side, 2, axis=-1)
     return mean, tf.clip_by_value(logits, 0.0, SCALES_LEVELS - 1.0)
 
-  def call(self, x, training=False):
+  def call(self, x, training=False, rounded=False):
     """Codes ``x``: additive noise when training, hard quantization otherwise
-    (then y's bits are those of the coder's rounded scale indexes)."""
+    (then y's bits are those of the coder's rounded scale indexes);
+    ``rounded`` as in LayerCodec.call."""
     y = self.analysis(x)
     z = self.hyper_analysis(y)
     z_hat, z_bits = self._entropy_model(training)(z, training=training)
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
     if training:
       y_hat, y_bits = gaussian_model()(y, index, loc=mean, training=True)
+      if rounded:
+        y_hat = straight_through(y, tf.round(y - mean) + mean)
     else:
       y_hat = tf.round(y - mean) + mean
       _, y_bits = gaussian_model()(y, tf.round(index), loc=mean,

@@ -93,6 +93,29 @@ class ScalableAutoEncoder(tf.keras.Model):
     loss = losses.rd_loss(bpp, x, total, self.specs[k].lmbda, self.metric)
     return CascadeOutput(loss, bpp, mse, total)
 
+  def forward_joint(self, x, layer_weights, training=True):
+    """Summed loss of every layer, for fine-tuning them jointly:
+
+        sum_k w_k (bpp_k + lmbda_k D(x, x_hat_0 + ... + x_hat_k))
+
+    Each term is the loss layer k was trained with alone; summed, the lower
+    layers also learn to leave residuals the layers above code well.  When
+    training, rates see noise while reconstructions (and so the residuals
+    passed up) are rounded, as in decoding (LayerCodec.call's ``rounded``).
+    Returns the summed loss, the total bpp and the top layer's MSE.
+    """
+    total = tf.zeros_like(x)
+    num_pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    loss = bits = 0.0
+    for codec, spec, weight in zip(self.codecs, self.specs, layer_weights):
+      out = codec(x - total, training=training, rounded=True)
+      total += out.x_hat
+      loss += weight * losses.rd_loss(out.bits / num_pixels, x, total,
+                                      spec.lmbda, self.metric)
+      bits += out.bits
+    mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
+    return CascadeOutput(loss, bits / num_pixels, mse, total)
+
   def lower_of_image(self, k):
     """A tf.function: float (H, W, 3) image -> reconstruction by layers < k."""
 
@@ -106,15 +129,24 @@ class ScalableAutoEncoder(tf.keras.Model):
 
   def set_trainable_layer(self, k):
     """Freezes every layer but ``k``; returns the trainable variables."""
+    return self.set_trainable_layers([k])
+
+  def set_trainable_layers(self, ks):
+    """Freezes every layer not in ``ks``; returns the trainable variables."""
+    variables = []
     for j, codec in enumerate(self.codecs):
-      codec.trainable = j == k
-    self.codecs[k].freeze_transforms(False)  # its kernels follow its weights
-    variables = self.codecs[k].trainable_variables
-    expected = len(self.codecs[k].weight_variables)
-    if len(variables) != expected or len(self.trainable_variables) != expected:
-      raise RuntimeError(
-          f"expected {expected} trainable variables in layer {k}, found "
-          f"{len(variables)} (model: {len(self.trainable_variables)})")
+      codec.trainable = j in ks
+      if j in ks:
+        codec.freeze_transforms(False)  # its kernels follow its weights
+        expected = len(codec.weight_variables)
+        if len(codec.trainable_variables) != expected:
+          raise RuntimeError(
+              f"expected {expected} trainable variables in layer {j}, found "
+              f"{len(codec.trainable_variables)}")
+        variables += codec.trainable_variables
+    if len(self.trainable_variables) != len(variables):
+      raise RuntimeError(f"expected {len(variables)} trainable variables, "
+                         f"found {len(self.trainable_variables)}")
     return variables
 
   def weights_ids(self) -> list:

@@ -1,10 +1,12 @@
 """Training one layer of the cascade, with the layers below restored and frozen.
 
-The loop is here; the checkpoint folder's rules are in sae.train_folder, the
-traced step and validation in sae.train_steps, the curves in sae.train_log.
+The loop (``train``) also runs the joint fine-tuning phase (sae.train_joint);
+the checkpoint folder's rules are in sae.train_folder, the traced step and
+validation in sae.train_steps, the curves in sae.train_log.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import pathlib
@@ -13,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+from typing import Callable
 
 from absl import logging
 import tensorflow as tf
@@ -23,8 +26,8 @@ from sae.config import get_preset, layer_name
 from sae.errors import InputError
 from sae.model import ScalableAutoEncoder
 from sae.train_log import TrainLog
-from sae.train_steps import (OffsetSchedule, make_train_step, make_validation,
-                             steps_done)
+from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
+                             make_validation, steps_done)
 
 LOG_EVERY = 100
 
@@ -32,6 +35,30 @@ LOG_EVERY = 100
 # Above this, enhancement layers compute the lower layers on every crop
 # instead of keeping whole-image reconstructions in memory.
 RESIDUAL_CACHE_LIMIT = 6 * 2 ** 30
+
+
+@dataclasses.dataclass
+class Job:
+  """What one training run trains; the loop (``train``) is the same for all.
+
+  The model and ``variables`` are created in ``strategy``'s scope by the
+  caller, ``restore`` puts the trained layers' saved weights back when a
+  run continues from weights alone (--from-weights).
+  """
+
+  name: str                    # "el1", or "joint": messages and progress
+  folder: pathlib.Path         # train/, logs, log.csv, val.csv, state.json
+  state: dict                  # the folder's state.json, updated by the run
+  model: ScalableAutoEncoder
+  trained: tuple               # indexes of the layers whose weights change
+  frozen: tuple                # indexes of the layers checked unchanged
+  variables: list
+  forward: Callable            # batch -> model.CascadeOutput (train_steps)
+  validations: dict            # row label ("" for a layer) -> forward
+  dataset: tf.data.Dataset
+  learning_rate: float
+  resuming: bool               # continues a run (its state or its weights)
+  restore: Callable            # weights-only resume
 
 
 def _dataset(args, k, model, patch, batch, seed):
@@ -48,20 +75,23 @@ def _dataset(args, k, model, patch, batch, seed):
 
 
 def run(k: int, args: argparse.Namespace) -> int:
-  """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0.
+  """Trains layer ``k`` for ``args.steps`` total steps (resuming); returns 0."""
+  return interruptible(_train_layer, k, args)
 
-  SIGTERM (a scheduler's stop) is Ctrl-C from the start, so a stop during
-  start-up (restoring and coding the lower layers takes minutes) also ends
-  with the interrupted status; once training runs, it saves first.
-  """
+
+def interruptible(fn, *args) -> int:
+  """Runs ``fn`` with SIGTERM (a scheduler's stop) as Ctrl-C from the start,
+  so a stop during start-up (restoring and coding the lower layers takes
+  minutes) also ends with the interrupted status; once training runs, it
+  saves first."""
   previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
   try:
-    return _train(k, args)
+    return fn(*args)
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _train(k: int, args: argparse.Namespace) -> int:
+def _train_layer(k: int, args: argparse.Namespace) -> int:
   # Wall time counts start-up too (restoring and coding the lower layers).
   t_start = time.monotonic()
   config = train_folder.resolve_config(args, k)
@@ -71,10 +101,7 @@ def _train(k: int, args: argparse.Namespace) -> int:
   root = pathlib.Path(args.checkpoint_dir)
   strategy = distribute.get_strategy(args.distribute,
                                      getattr(args, "logical_cpus", None) or 0)
-  chief = distribute.is_chief(strategy)
-  # Non-chief workers write to a throwaway folder (tf.distribute convention).
-  write_root = root if chief else pathlib.Path(tempfile.mkdtemp())
-  if chief:
+  if distribute.is_chief(strategy):
     checkpoints.write_config(root, train_folder.merged_config(root, config))
 
   state = checkpoints.read_state(root, k)
@@ -82,11 +109,6 @@ def _train(k: int, args: argparse.Namespace) -> int:
   # manifest of shipped weights holds the id streams carry.
   state.pop("weights_id", None)
   resuming = train_folder.resumes(args, root, k)
-  # The decay step is fixed by the first run: extending --steps later must
-  # not raise the learning rate again.
-  boundary = state.get("schedule", {}).get("decay_at_step") if resuming else None
-  if boundary is None:
-    boundary = int(args.steps * args.lr_decay_at)
   # A resumed run must not replay the crops of the first one.
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   spec = config.layers[k]
@@ -98,73 +120,105 @@ def _train(k: int, args: argparse.Namespace) -> int:
       # the one the coder will see.
       model.codecs[j].prepare_for_coding()
     variables = model.set_trainable_layer(k)
+  job = Job(
+      name=layer_name(k), folder=checkpoints.layer_dir(root, k), state=state,
+      model=model, trained=(k,), frozen=tuple(range(k)), variables=variables,
+      forward=layer_forward(model, k),
+      validations={"": layer_forward(model, k)},
+      dataset=_dataset(args, k, model, patch, batch, seed),
+      learning_rate=spec.learning_rate, resuming=resuming,
+      restore=lambda: checkpoints.restore_weights(model.codecs[k], root, k))
+  state.update(spec=spec.to_dict(), metric=config.metric)
+  return train(job, args, strategy, batch, patch, t_start)
+
+
+def train(job: Job, args, strategy, batch, patch, t_start) -> int:
+  """Trains ``job`` to ``args.steps`` total steps (resuming); returns 0."""
+  root = pathlib.Path(args.checkpoint_dir)
+  chief = distribute.is_chief(strategy)
+  # Non-chief workers write to a throwaway folder (tf.distribute convention).
+  scratch = None if chief else pathlib.Path(tempfile.mkdtemp())
+  folder = job.folder if chief else scratch / job.folder.name
+  write_root = job.folder.parent if chief else scratch
+  state, model = job.state, job.model
+  # The decay step is fixed by the first run: extending --steps later must
+  # not raise the learning rate again.
+  boundary = (state.get("schedule", {}).get("decay_at_step")
+              if job.resuming else None)
+  if boundary is None:
+    boundary = int(args.steps * args.lr_decay_at)
+  lr = job.learning_rate
+  with strategy.scope():
     schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
-        [boundary], [spec.learning_rate, spec.learning_rate * 0.1])
+        [boundary], [lr, lr * 0.1])
     # Steps taken before Adam last started afresh (--from-weights).
     offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_offset")
     optimizer = tf.keras.optimizers.Adam(OffsetSchedule(schedule, offset))
-    optimizer.build(variables)
-  lower_before = [c.digest() for c in model.codecs[:k]]
-  dataset = _dataset(args, k, model, patch, batch, seed)
-  dist_dataset = strategy.experimental_distribute_dataset(dataset)
+    optimizer.build(job.variables)
+  frozen_before = [model.codecs[j].digest() for j in job.frozen]
+  dist_dataset = strategy.experimental_distribute_dataset(job.dataset)
   recorded = state.get("lower_layer_sha256_before")
-  if resuming and recorded is not None and recorded != lower_before:
-    raise InputError(f"the layers below {layer_name(k)} in {root} changed "
+  if job.resuming and job.frozen and recorded not in (None, frozen_before):
+    raise InputError(f"the layers below {job.name} in {root} changed "
                      "since its training started; its checkpoint is stale")
-  state.update(lower_layer_sha256_before=lower_before,
-               schedule={"learning_rate": spec.learning_rate, "decay_to": 0.1,
+  state.update(lower_layer_sha256_before=frozen_before,
+               schedule={"learning_rate": lr, "decay_to": 0.1,
                          "decay_at_step": boundary})
 
-  train_ckpt = checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer,
-                                            step_offset=offset)
-  manager = tf.train.CheckpointManager(
-      train_ckpt, str(checkpoints.layer_dir(write_root, k) / "train"),
-      max_to_keep=2)
+  objects = {layer_name(j): checkpoints.layer_checkpoint(model.codecs[j])
+             for j in job.trained}
+  if len(job.trained) == 1:  # a layer's own checkpoint layout
+    objects = model.codecs[job.trained[0]].checkpoint_objects()
+  train_ckpt = tf.train.Checkpoint(**objects, optimizer=optimizer,
+                                   step_offset=offset)
+  manager = tf.train.CheckpointManager(train_ckpt, str(folder / "train"),
+                                       max_to_keep=2)
   # Every worker resumes from the chief's checkpoint, or replicas diverge.
-  latest = tf.train.latest_checkpoint(
-      str(checkpoints.layer_dir(root, k) / "train"))
+  latest = tf.train.latest_checkpoint(str(job.folder / "train"))
   if latest:
     # Without the offset, which checkpoints older than it lack (read apart).
-    checkpoints.layer_checkpoint(model.codecs[k], optimizer=optimizer).restore(
+    tf.train.Checkpoint(**objects, optimizer=optimizer).restore(
         latest).assert_existing_objects_matched()
     offset.assign(train_folder.saved_step_offset(latest))
-    logging.info("resumed %s at step %d", layer_name(k),
+    logging.info("resumed %s at step %d", job.name,
                  steps_done(optimizer, offset))
-  elif resuming:  # --from-weights: Adam's moments are lost with train/
-    checkpoints.restore_weights(model.codecs[k], root, k)
+  elif job.resuming:  # --from-weights: Adam's moments are lost with train/
+    job.restore()
     offset.assign(state["steps"])
     state.setdefault("adam_restarted_at_steps", []).append(state["steps"])
     if chief:
-      print(f"continuing {layer_name(k)} from its weights at step "
+      print(f"continuing {job.name} from its weights at step "
             f"{state['steps']}, with Adam started afresh", file=sys.stderr)
   elapsed = state.get("train_seconds", 0.0)
 
   # Said once, so a user sees whether the GPU they installed is used.
   devices = [d.split("device:")[-1] for d in distribute.device_names(strategy)]
   if chief:
-    print(f"training {layer_name(k)} on {', '.join(devices)} of this machine "
+    print(f"training {job.name} on {', '.join(devices)} of this machine "
           f"({strategy.num_replicas_in_sync} replica"
           f"{'s' if strategy.num_replicas_in_sync > 1 else ''} in all)",
           file=sys.stderr)
-  train_step = make_train_step(model, k, variables, optimizer, strategy, batch,
-                               jit_compile=args.jit)
+  train_step = make_train_step(job.forward, job.variables, optimizer, strategy,
+                               batch, jit_compile=args.jit)
 
-  log = TrainLog(checkpoints.layer_dir(write_root, k), chief)
+  log = TrainLog(folder, chief, by_layer=len(job.validations) > 1)
   val_batches = data.validation_batches(args.corpus, patch, 8)
-  validate = make_validation(model, k)
+  validations = {label: make_validation(forward)
+                 for label, forward in job.validations.items()}
   start = steps_done(optimizer, offset)
   if start >= args.steps:  # nothing to train: start-up is not training time
     t_start = time.monotonic()
-  bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {layer_name(k)}",
+  bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {job.name}",
                   disable=not args.progress, dynamic_ncols=True)
   iterator = iter(dist_dataset)
   running, t_ckpt, t0 = [], time.monotonic(), t_start
 
   def save(elapsed, t0):
-    return train_folder.save(manager, optimizer, offset, model, write_root, k,
-                             state, elapsed, t0)
+    return train_folder.save(manager, steps_done(optimizer, offset), model,
+                             write_root, job.trained, folder, state, elapsed,
+                             t0)
 
-  # Ctrl-C or SIGTERM (see run) saves before leaving.
+  # Ctrl-C or SIGTERM (see interruptible) saves before leaving.
   try:
     for step in range(start, args.steps):
       values = train_step(next(iterator)).numpy()
@@ -183,9 +237,13 @@ def _train(k: int, args: argparse.Namespace) -> int:
         running = []
       if args.validate_every and ((step + 1) % args.validate_every == 0
                                   or step + 1 == args.steps):
-        val = validate(val_batches)
-        state["validation"] = {"step": step + 1, **val}
-        log.validation(step + 1, val)
+        results = {}
+        for label, validate in validations.items():
+          results[label] = val = validate(val_batches)
+          log.validation(step + 1, val, label)
+        state["validation"] = ({"step": step + 1, **results[""]}
+                               if "" in results else
+                               {"step": step + 1, **results})
       if train_folder.checkpoint_due(step + 1, t_ckpt, args, strategy):
         elapsed = save(elapsed, t0)
         t0 = t_ckpt = time.monotonic()
@@ -196,21 +254,24 @@ def _train(k: int, args: argparse.Namespace) -> int:
   bar.close()
   elapsed = save(elapsed, t0)
 
-  lower_after = [c.digest() for c in model.codecs[:k]]
-  if lower_after != lower_before:
+  frozen_after = [model.codecs[j].digest() for j in job.frozen]
+  if frozen_after != frozen_before:
     raise RuntimeError("a frozen lower layer changed during training")
   state.update(
       finished=steps_done(optimizer, offset) >= args.steps,
       steps=steps_done(optimizer, offset), batch_size=batch, patch_size=patch,
-      spec=spec.to_dict(), metric=config.metric, corpus=str(args.corpus),
-      num_replicas=strategy.num_replicas_in_sync, devices=devices,
-      lower_layer_sha256_after=lower_after,
-      weights_sha256=model.codecs[k].digest())
-  if chief:
-    checkpoints.write_state(root, k, state)
+      corpus=str(args.corpus), num_replicas=strategy.num_replicas_in_sync,
+      devices=devices, lower_layer_sha256_after=frozen_after)
+  if len(job.trained) == 1:
+    state.update(weights_sha256=model.codecs[job.trained[0]].digest())
   else:
-    shutil.rmtree(write_root, ignore_errors=True)
-  print(json.dumps({"layer": layer_name(k), **state.get("last", {}),
+    state.update(weights_sha256={layer_name(j): model.codecs[j].digest()
+                                 for j in job.trained})
+  if chief:
+    checkpoints.write_record(job.folder, state)
+  else:
+    shutil.rmtree(scratch, ignore_errors=True)
+  print(json.dumps({"layer": job.name, **state.get("last", {}),
                     "train_seconds": round(elapsed, 1)}))
   return 0
 

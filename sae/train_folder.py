@@ -12,7 +12,6 @@ from sae import checkpoints, distribute
 from sae.config import (DEFAULT_FAMILY, ModelConfig, get_preset, layer_name,
                         same_architecture)
 from sae.errors import InputError
-from sae.train_steps import steps_done
 from sae.transforms import TOTAL_STRIDE
 
 
@@ -131,24 +130,27 @@ def checkpoint_due(steps_done, last_time, args, strategy) -> bool:
   return time.monotonic() - last_time > args.checkpoint_every
 
 
-def save(manager, optimizer, offset, model, root, k, state, elapsed, t0):
-  """Saves training state and the layer's weights; returns updated seconds.
+def save(manager, step, model, root, layers, folder, state, elapsed, t0):
+  """Saves the training state, the weights of ``layers`` into ``root`` and
+  ``folder``'s state.json; returns the updated training seconds.
 
   Refuses to save weights that are no longer finite (a finite loss can
   follow a NaN gradient by a step), so the last checkpoint stays usable.
   """
-  if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
-             for v in model.codecs[k].weight_variables):
-    raise FloatingPointError(
-        f"{layer_name(k)}'s weights are no longer finite at step "
-        f"{steps_done(optimizer, offset)}; not saved. Resume from the last "
-        f"checkpoint in {manager.directory} with a lower --learning-rate")
+  for k in layers:
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
+               for v in model.codecs[k].weight_variables):
+      raise FloatingPointError(
+          f"{layer_name(k)}'s weights are no longer finite at step {step}; "
+          f"not saved. Resume from the last checkpoint in {manager.directory} "
+          "with a lower --learning-rate")
   elapsed += time.monotonic() - t0
-  manager.save(checkpoint_number=steps_done(optimizer, offset))
-  checkpoints.save_weights(model.codecs[k], root, k)
+  manager.save(checkpoint_number=step)
+  for k in layers:
+    checkpoints.save_weights(model.codecs[k], root, k)
   state["train_seconds"] = round(elapsed, 1)
-  state["steps"] = steps_done(optimizer, offset)
-  checkpoints.write_state(root, k, state)
+  state["steps"] = step
+  checkpoints.write_record(folder, state)
   return elapsed
 
 

@@ -9,6 +9,8 @@ from sae.fileio import atomic_write
 
 TRAIN_COLUMNS = ("step", "loss", "bpp", "mse", "psnr", "lr", "seconds")
 VAL_COLUMNS = ("step", "loss", "bpp", "mse", "psnr", "ms_ssim")
+# Joint fine-tuning validates every cumulative layer: one row per layer.
+VAL_COLUMNS_BY_LAYER = ("step", "layers") + VAL_COLUMNS[1:]
 
 
 def upgrade_csv(path, columns):
@@ -47,14 +49,15 @@ class TrainLog:
   training at once rather than at the first validation.
   """
 
-  def __init__(self, folder, chief: bool):
+  def __init__(self, folder, chief: bool, by_layer: bool = False):
     self.chief = chief
     self.writer = tf.summary.create_file_writer(str(folder / "logs"))
     self.train_csv, self.val_csv = folder / "log.csv", folder / "val.csv"
+    self.val_columns = VAL_COLUMNS_BY_LAYER if by_layer else VAL_COLUMNS
     if chief:
       if not self.train_csv.exists():
         self.train_csv.write_text(",".join(TRAIN_COLUMNS) + "\n")
-      upgrade_csv(self.val_csv, VAL_COLUMNS)
+      upgrade_csv(self.val_csv, self.val_columns)
 
   def training(self, step, rows, lr, seconds) -> dict:
     """Logs the mean of ``rows`` ([loss, bpp, mse] per step) at ``step``;
@@ -72,10 +75,14 @@ class TrainLog:
                 f"{lr:.2e},{seconds:.1f}\n")
     return last
 
-  def validation(self, step, val: dict) -> None:
+  def validation(self, step, val: dict, layers: str = "") -> None:
+    """Logs ``val`` at ``step``; ``layers`` labels the cumulative layers
+    measured when a run validates several ("+el1"), else empty."""
     if self.chief:
+      prefix = f"validation/{layers}/" if layers else "validation/"
       with self.writer.as_default(step=step):
         for name, value in val.items():
-          tf.summary.scalar(f"validation/{name}", value)
-      append_csv(self.val_csv, VAL_COLUMNS,
-                 [step] + [val[c] for c in VAL_COLUMNS[1:]])
+          tf.summary.scalar(prefix + name, value)
+      row = [step] + ([layers] if layers else [])
+      append_csv(self.val_csv, self.val_columns,
+                 row + [val[c] for c in VAL_COLUMNS[1:]])

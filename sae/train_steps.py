@@ -36,21 +36,41 @@ class OffsetSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
     return {"schedule": self.schedule.get_config()}
 
 
-def make_train_step(model, k, variables, optimizer, strategy, global_batch,
+def layer_forward(model, k):
+  """Training one layer: a batch of images, or of [image, precomputed lower
+  reconstruction] (6 channels), -> model.forward of layer ``k``."""
+
+  def forward(batch, training=True):
+    x, lower = batch, None
+    if batch.shape[-1] == 6:
+      x, lower = batch[..., :3], batch[..., 3:]
+    return model.forward(x, k, training=training, lower=lower)
+
+  return forward
+
+
+def joint_forward(model, layer_weights):
+  """Fine-tuning every layer at once: model.forward_joint."""
+
+  def forward(batch, training=True):
+    return model.forward_joint(batch, layer_weights, training=training)
+
+  return forward
+
+
+def make_train_step(forward, variables, optimizer, strategy, global_batch,
                     training=True, jit_compile=False):
   """A tf.function: one distributed step on a batch; returns [loss, bpp, mse].
 
-  Each replica averages its examples' losses over the *global* batch, and the
-  strategy sums the replicas' gradients, so N replicas on B/N examples apply
-  the update of one replica on B.
+  ``forward(batch)`` gives a model.CascadeOutput (layer_forward,
+  joint_forward).  Each replica averages its examples' losses over the
+  *global* batch, and the strategy sums the replicas' gradients, so N
+  replicas on B/N examples apply the update of one replica on B.
   """
 
   def step_fn(batch):
-    x, lower = batch, None
-    if batch.shape[-1] == 6:  # [image, precomputed lower reconstruction]
-      x, lower = batch[..., :3], batch[..., 3:]
     with tf.GradientTape() as tape:
-      out = model.forward(x, k, training=training, lower=lower)
+      out = forward(batch, training=training)
       loss = tf.nn.compute_average_loss(out.loss,
                                         global_batch_size=global_batch)
     grads = tape.gradient(loss, variables)
@@ -66,7 +86,7 @@ def make_train_step(model, k, variables, optimizer, strategy, global_batch,
   return train_step
 
 
-def make_validation(model, k):
+def make_validation(forward):
   """Loss, bpp, MSE, PSNR and MS-SSIM with hard quantization on fixed crops.
 
   As in tfc's bls2017 with custom data, the crops come from the training
@@ -76,7 +96,7 @@ def make_validation(model, k):
 
   @tf.function
   def batch_sums(x):
-    out = model.forward(x, k, training=False)
+    out = forward(x, training=False)
     # MS-SSIM as the evaluation measures it: on the 8-bit decoded crop.
     decoded = tf.round(tf.clip_by_value(out.total, 0, 255))
     return tf.stack([tf.reduce_sum(out.loss), tf.reduce_sum(out.bpp),

@@ -33,7 +33,8 @@ SCRIPT = textwrap.dedent("""
         variables = model.set_trainable_layer(K)
         optimizer = tf.keras.optimizers.SGD(0.01)
       # Inference-mode forward: no noise, so both runs see the same numbers.
-      step = train_steps.make_train_step(model, K, variables, optimizer, strategy,
+      step = train_steps.make_train_step(train_steps.layer_forward(model, K),
+                                   variables, optimizer, strategy,
                                    4, training=False)
       dataset = tf.data.Dataset.from_tensors(batch)
       x = next(iter(strategy.experimental_distribute_dataset(dataset)))

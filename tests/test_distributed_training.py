@@ -126,7 +126,8 @@ STEP = textwrap.dedent("""
       model.codecs[0].prepare_for_coding()
       variables = model.set_trainable_layer(1)
       optimizer = tf.keras.optimizers.SGD(0.01)
-    step = train_steps.make_train_step(model, 1, variables, optimizer,
+    step = train_steps.make_train_step(train_steps.layer_forward(model, 1),
+                                   variables, optimizer,
                                        strategy, 4, training=False)
     dataset = tf.data.Dataset.from_tensors(batch)
     options = tf.data.Options()

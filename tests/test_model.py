@@ -60,7 +60,8 @@ def test_one_step_changes_only_layer_k(k, channels):
   variables = model.set_trainable_layer(k)
   before = [c.digest() for c in model.codecs]
   optimizer = tf.keras.optimizers.Adam(1e-3)
-  step = train_steps.make_train_step(model, k, variables, optimizer,
+  step = train_steps.make_train_step(train_steps.layer_forward(model, k),
+                                   variables, optimizer,
                                tf.distribute.get_strategy(), 2)
   # 6 channels: [image, precomputed reconstruction of the lower layers].
   step(tf.random.uniform((2, 32, 32, channels), 0, 255))

@@ -56,13 +56,15 @@ def test_non_finite_weights_are_never_saved(tmp_path):
   ckpt = checkpoints.layer_checkpoint(model.codecs[0], optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "train"), 2)
   state = {}
-  train_folder.save(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+  train_folder.save(manager, 0, model, tmp_path, (0,),
+                      checkpoints.layer_dir(tmp_path, 0), state, 0.0, 0.0)
   assert checkpoints.has_weights(tmp_path, 0)
   before = checkpoints.read_state(tmp_path, 0)
   var = model.codecs[0].weight_variables[0]
   var.assign(var * float("nan"))
   with pytest.raises(FloatingPointError, match="not saved"):
-    train_folder.save(manager, optimizer, model, tmp_path, 0, state, 0.0, 0.0)
+    train_folder.save(manager, 0, model, tmp_path, (0,),
+                      checkpoints.layer_dir(tmp_path, 0), state, 0.0, 0.0)
   assert checkpoints.read_state(tmp_path, 0) == before
   assert len(manager.checkpoints) == 1
 
@@ -74,7 +76,7 @@ def test_sigterm_during_start_up_is_an_interruption(monkeypatch):
     os.kill(os.getpid(), signal.SIGTERM)
     raise AssertionError("SIGTERM did not interrupt")
 
-  monkeypatch.setattr(train, "_train", start_up)
+  monkeypatch.setattr(train, "_train_layer", start_up)
   before = signal.getsignal(signal.SIGTERM)
   with pytest.raises(KeyboardInterrupt):
     train.run(0, argparse.Namespace())
