@@ -59,6 +59,7 @@ class Job:
   learning_rate: float
   resuming: bool               # continues a run (its state or its weights)
   restore: Callable            # weights-only resume
+  validate_at_start: bool = False  # a fine-tuning's starting point (step 0)
 
 
 def _dataset(args, k, model, patch, batch, seed):
@@ -213,11 +214,21 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   iterator = iter(dist_dataset)
   running, t_ckpt, t0 = [], time.monotonic(), t_start
 
+  def validate_all(step):
+    results = {}
+    for label, validate in validations.items():
+      results[label] = val = validate(val_batches)
+      log.validation(step, val, label)
+    state["validation"] = ({"step": step, **results[""]} if "" in results
+                           else {"step": step, **results})
+
   def save(elapsed, t0):
     return train_folder.save(manager, steps_done(optimizer, offset), model,
                              write_root, job.trained, folder, state, elapsed,
                              t0)
 
+  if job.validate_at_start and start == 0 and args.validate_every:
+    validate_all(0)
   # Ctrl-C or SIGTERM (see interruptible) saves before leaving.
   try:
     for step in range(start, args.steps):
@@ -237,13 +248,7 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
         running = []
       if args.validate_every and ((step + 1) % args.validate_every == 0
                                   or step + 1 == args.steps):
-        results = {}
-        for label, validate in validations.items():
-          results[label] = val = validate(val_batches)
-          log.validation(step + 1, val, label)
-        state["validation"] = ({"step": step + 1, **results[""]}
-                               if "" in results else
-                               {"step": step + 1, **results})
+        validate_all(step + 1)
       if train_folder.checkpoint_due(step + 1, t_ckpt, args, strategy):
         elapsed = save(elapsed, t0)
         t0 = t_ckpt = time.monotonic()

@@ -86,7 +86,8 @@ def _train_joint(args) -> int:
       dataset=data.training_dataset(args.corpus, patch, batch, seed=seed),
       learning_rate=args.learning_rate,
       resuming=has_state or bool(state.get("steps")),
-      restore=lambda: None)  # every layer is restored from --out-dir above
+      restore=lambda: None,  # every layer is restored from --out-dir above
+      validate_at_start=True)
   return train.train(job, args, strategy, batch, patch, t_start)
 
 

@@ -50,7 +50,9 @@ def test_every_layer_changes_and_the_source_stays(joint):
   assert set(state["validation"]) == {"step", "base", "+el1", "+el2", "+el3"}
   rows = (out / "joint" / "val.csv").read_text().splitlines()
   assert rows[0].startswith("step,layers,loss")
-  assert [r.split(",")[1] for r in rows[1:]] == ["base", "+el1", "+el2", "+el3"]
+  layers = ["base", "+el1", "+el2", "+el3"]
+  assert [r.split(",")[:2] for r in rows[1:]] == (
+      [["0", k] for k in layers] + [["2", k] for k in layers])
 
 
 @pytest.mark.full  # the script: tracing four layers' training step
