@@ -21,20 +21,20 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from sae import data, train_steps  # noqa: E402
-from sae.config import get_preset, layer_name  # noqa: E402
+from sae.config import FAMILIES, get_preset, layer_name  # noqa: E402
 from sae.model import ScalableAutoEncoder  # noqa: E402
 
 
 def measure(k, args):
-  preset = get_preset("paper", args.metric)
+  preset = get_preset("paper", args.metric, args.family)
   model = ScalableAutoEncoder(preset.layers[:k + 1], metric=args.metric)
   for codec in model.codecs[:k]:
     codec.prepare_for_coding()
   variables = model.set_trainable_layer(k)
   optimizer = tf.keras.optimizers.Adam(1e-4)
-  step = train_steps.make_train_step(model, k, variables, optimizer,
-                               tf.distribute.get_strategy(), args.batch_size,
-                               jit_compile=args.jit)
+  step = train_steps.make_train_step(
+      train_steps.layer_forward(model, k), variables, optimizer,
+      tf.distribute.get_strategy(), args.batch_size, jit_compile=args.jit)
   if k > 0 and not args.lower_per_crop:
     dataset = data.residual_training_dataset(
         args.corpus, args.patch_size, args.batch_size, model.lower_of_image(k))
@@ -70,6 +70,8 @@ def main(argv=None):
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
                  help="distortion of the loss (its cost is part of a step)")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
+  p.add_argument("--family", choices=tuple(FAMILIES), default="sae",
+                 help="model family of the layer table")
   p.add_argument("--lower-per-crop", action="store_true",
                  help="ELs: run the lower layers on every crop (train.py "
                  "--lower-cache off) instead of precomputed residuals")
