@@ -204,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
                  help="holds <codec>.json from sae.bench (the anchors)")
   p.add_argument("--sae", nargs="*", default=None,
                  help="SAE results JSONs (default: <results-dir>/sae*.json)")
+  p.add_argument("--anchors", nargs="+", default=None, metavar="JSON",
+                 help="results JSONs to compare against instead of the "
+                 "classical codecs in --results-dir, e.g. another SAE model")
   p.add_argument("--paper", action="store_true",
                  help="also compare the paper's SAE curves at true rate, "
                  "its MSE and its MS-SSIM model (the MSE one always, when "
@@ -240,7 +243,9 @@ def default_out(results_dir) -> pathlib.Path:
 
 
 def run(args) -> int:
-  anchors = [curves.load_results(p) for p in codec_results(args.results_dir)]
+  anchor_paths = (codec_results(args.results_dir) if args.anchors is None
+                  else args.anchors)
+  anchors = [curves.load_results(p) for p in anchor_paths]
   if not anchors:
     raise InputError(f"no codec results in {args.results_dir!r}; run "
                      "python -m sae.bench first")
