@@ -99,6 +99,20 @@ FAMILIES = {
     "sae-plus-hyper": ("meanscale",) * len(LAYER_NAMES),
 }
 DEFAULT_FAMILY = "sae"
+# What results files and reports call a family's model.
+FAMILY_DESCRIPTIONS = {
+    "sae": "SAE (Jia et al. MIPR 2019)",
+    "sae-plus": "SAE+ (a mean-scale hyperprior base under the paper's "
+                "enhancement layers)",
+    "sae-plus-hyper": "SAE+ (a mean-scale hyperprior in every layer)",
+}
+
+
+def model_name(family: str, metric: str) -> str:
+  """The default name of a model in results: sae-mse, sae-plus, .."""
+  if family == DEFAULT_FAMILY:
+    return f"sae-{metric}"
+  return family if metric == "mse" else f"{family}-{metric}"
 
 
 @dataclasses.dataclass(frozen=True)

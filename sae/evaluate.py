@@ -13,7 +13,7 @@ import numpy as np
 import tqdm
 
 from sae import checkpoints, codec, kodak, results
-from sae.config import layer_name
+from sae.config import FAMILY_DESCRIPTIONS, layer_name, model_name
 from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
 
@@ -72,8 +72,8 @@ def model_summary(model, weights, per_image, folder_name, name=None) -> dict:
   num_layers = len(per_image[0]["bpp"])  # the model may hold more layers
   layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
   summary = results.summarize(
-      name or f"sae-{config.metric}",
-      f"SAE (Jia et al. MIPR 2019) {config.metric} model, weights "
+      name or model_name(config.family, config.metric),
+      f"{FAMILY_DESCRIPTIONS[config.family]} {config.metric} model, weights "
       f"{shown}; {len(per_image)} images from "
       f"{folder_name}; bpp = 8*file bytes/(H*W)", layers, per_image)
   summary["metric"] = config.metric

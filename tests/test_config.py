@@ -35,3 +35,12 @@ def test_bad_preset_and_metric():
 def test_same_architecture():
   assert same_architecture(PAPER_LAYERS[:2], get_preset("paper", "ms-ssim").layers[:2])
   assert not same_architecture(PAPER_LAYERS[:2], get_preset("tiny").layers[:2])
+
+
+def test_model_names_and_descriptions_cover_every_family():
+  from sae.config import FAMILIES, FAMILY_DESCRIPTIONS, model_name
+  assert set(FAMILY_DESCRIPTIONS) == set(FAMILIES)
+  assert model_name("sae", "mse") == "sae-mse"
+  assert model_name("sae", "ms-ssim") == "sae-ms-ssim"
+  assert model_name("sae-plus", "mse") == "sae-plus"
+  assert model_name("sae-plus", "ms-ssim") == "sae-plus-ms-ssim"

@@ -48,6 +48,7 @@ def test_evaluation_and_the_command_line_take_the_weights(plus_weights,
                         "--out", str(out), "--no-progress"]) == 0
   result = json.loads(out.read_text())
   assert result["layers"] == ["base", "+el1"]
+  assert result["name"] == "sae-plus" and "SAE+" in result["description"]
   image = corpus / "img1.png"
   stream = tmp_path / "a.sae"
   assert commands.main(["compress", str(image), str(stream), "--weights",
