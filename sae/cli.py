@@ -152,6 +152,10 @@ def _add_loop_options(p) -> None:
                  "with --distribute multi-worker)")
   p.add_argument("--seed", type=int, default=None,
                  help="seed of the training crops (default: random)")
+  p.add_argument("--stop-at", type=_positive, default=None, metavar="STEP",
+                 help="stop (saving) at this step, short of --steps, whose "
+                 "schedule still holds: a later run resumes it (e.g. to "
+                 "compare designs at equal steps, or to fit a time slot)")
   p.add_argument("--from-weights", action="store_true",
                  help="resume a run whose folder holds its weights and "
                  "state.json but no training state (train/ is not kept in "

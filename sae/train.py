@@ -207,7 +207,9 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   validations = {label: make_validation(forward)
                  for label, forward in job.validations.items()}
   start = steps_done(optimizer, offset)
-  if start >= args.steps:  # nothing to train: start-up is not training time
+  # --stop-at ends this run early; the schedule still follows --steps.
+  end = min(args.steps, getattr(args, "stop_at", None) or args.steps)
+  if start >= end:  # nothing to train: start-up is not training time
     t_start = time.monotonic()
   bar = tqdm.tqdm(total=args.steps, initial=start, desc=f"train {job.name}",
                   disable=not args.progress, dynamic_ncols=True)
@@ -231,7 +233,7 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
     validate_all(0)
   # Ctrl-C or SIGTERM (see interruptible) saves before leaving.
   try:
-    for step in range(start, args.steps):
+    for step in range(start, end):
       values = train_step(next(iterator)).numpy()
       if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(
@@ -239,7 +241,7 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
             f"checkpoint in {manager.directory} with a lower --learning-rate")
       running.append(values)
       bar.update(1)
-      if (step + 1) % LOG_EVERY == 0 or step + 1 == args.steps:
+      if (step + 1) % LOG_EVERY == 0 or step + 1 == end:
         state["last"] = last = log.training(
             step + 1, running, float(schedule(step)),
             elapsed + time.monotonic() - t0)
@@ -247,7 +249,7 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
                         psnr=f"{last['psnr']:.2f}")
         running = []
       if args.validate_every and ((step + 1) % args.validate_every == 0
-                                  or step + 1 == args.steps):
+                                  or step + 1 == end):
         validate_all(step + 1)
       if train_folder.checkpoint_due(step + 1, t_ckpt, args, strategy):
         elapsed = save(elapsed, t0)

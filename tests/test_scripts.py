@@ -132,6 +132,19 @@ def test_from_weights_continues_a_layer_without_training_state(
   assert train_folder.saved_step_offset(latest) == n
 
 
+def test_stop_at_ends_short_of_steps_on_their_schedule(trained, tmp_path):
+  _, corpus, ckpt = trained
+  folder = tmp_path / "ckpt"
+  checkpoints.ship_weights(ckpt, folder, 3)  # el3 trains anew
+  argv = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+          str(folder), "--no-progress", "--steps", "10"]
+  assert train_el3.main(argv + ["--stop-at", "2"]) == 0
+  state = checkpoints.read_state(folder, 3)
+  assert state["steps"] == 2 and not state["finished"]
+  assert state["schedule"]["decay_at_step"] == 8  # 0.8 of --steps
+  assert (folder / "el3" / "val.csv").read_text().splitlines()[-1].startswith("2,")
+
+
 def test_from_weights_needs_weights(trained, capsys, tmp_path):
   _, corpus, ckpt = trained
   partial = tmp_path / "partial"
