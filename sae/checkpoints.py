@@ -145,6 +145,61 @@ def write_record(folder, state: dict) -> None:
   write_json(pathlib.Path(folder) / "state.json", state, sort_keys=True)
 
 
+# What a layer's folder holds besides its training state (train/).
+LAYER_FILES = ("weights.index", "weights.data-00000-of-00001", "state.json",
+               "log.csv", "val.csv")
+
+
+def copy_layers(src, dst, num_layers=None, family=None, before_rename=None):
+  """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
+  into a new folder ``dst``: weights, state.json and curves, not the
+  training state (their own training is over).  Built beside ``dst``, then
+  renamed, so an interrupted copy leaves nothing.
+
+  Args:
+    family: record this family instead, if its layers so far are the same
+      kinds (sae-plus's base under sae-plus-hyper's el1).
+    before_rename: called with the folder being built, to add to it.
+
+  Raises:
+    InputError: ``dst`` exists, ``src`` has fewer layers, or the family's
+      layers are of other kinds.
+  """
+  import dataclasses
+  import shutil
+  from sae.config import FAMILIES
+  src, dst = pathlib.Path(src), pathlib.Path(dst)
+  if dst.exists():
+    raise InputError(f"{dst} exists; name a new folder")
+  config = read_config(src)
+  have = available_layers(src)
+  num_layers = have if num_layers is None else num_layers
+  if not 1 <= num_layers <= have:
+    raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
+  config = config.prefix(num_layers)
+  if family is not None:
+    kinds = [spec.kind for spec in config.layers]
+    if family not in FAMILIES or list(FAMILIES[family][:num_layers]) != kinds:
+      raise InputError(f"{src}'s layers are {', '.join(kinds)}; family "
+                       f"{family} does not start with them")
+    config = dataclasses.replace(config, family=family)
+  building = dst.parent / f".{dst.name}.building"
+  shutil.rmtree(building, ignore_errors=True)  # from a killed copy
+  try:
+    write_config(building, config)
+    for k in range(num_layers):
+      layer_dir(building, k).mkdir(parents=True)
+      for name in LAYER_FILES:
+        if (layer_dir(src, k) / name).is_file():
+          shutil.copy(layer_dir(src, k) / name, layer_dir(building, k) / name)
+    if before_rename is not None:
+      before_rename(building)
+  except BaseException:
+    shutil.rmtree(building, ignore_errors=True)
+    raise
+  building.rename(dst)
+
+
 def available_layers(root) -> int:
   """Number of consecutive layers 0..n-1 with weights in ``root``."""
   config = read_config(root)

@@ -14,7 +14,6 @@ curves and training state), which shipping copies into the manifest.
 
 import argparse
 import pathlib
-import shutil
 import time
 
 import tensorflow as tf
@@ -26,8 +25,6 @@ from sae.model import ScalableAutoEncoder
 from sae.train_steps import joint_forward, layer_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state
-LAYER_FILES = ("weights.index", "weights.data-00000-of-00001", "state.json",
-               "log.csv", "val.csv")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,9 +104,9 @@ def layer_weights(text, num_layers) -> list:
 
 
 def _start_folder(source, out) -> None:
-  """Copies the trained layers of ``source`` into a new ``out`` (built
-  beside it, then renamed: an interrupted copy leaves nothing), or checks
-  that ``out`` is a joint fine-tuning of ``source`` to resume."""
+  """Copies the trained layers of ``source`` into a new ``out`` with the
+  phase's record, or checks that ``out`` is a joint fine-tuning of
+  ``source`` to resume."""
   record = checkpoints.read_record(out / FOLDER)
   if out.exists():
     if record.get("source") is None:
@@ -118,24 +115,10 @@ def _start_folder(source, out) -> None:
     if pathlib.Path(record["source"]).resolve() != source.resolve():
       raise InputError(f"{out} fine-tunes {record['source']}, not {source}")
     return
-  config = checkpoints.read_config(source)
   have = checkpoints.available_layers(source)
   if have < 2:
     raise InputError(f"{source} holds {have} trained layer(s); joint "
                      "fine-tuning needs at least base and el1")
-  building = out.parent / f".{out.name}.building"
-  shutil.rmtree(building, ignore_errors=True)  # from a killed first run
-  try:
-    checkpoints.write_config(building, config.prefix(have))
-    for k in range(have):
-      target = checkpoints.layer_dir(building, k)
-      target.mkdir(parents=True)
-      for name in LAYER_FILES:  # not train/: the layer-wise phase is over
-        if (checkpoints.layer_dir(source, k) / name).is_file():
-          shutil.copy(checkpoints.layer_dir(source, k) / name, target / name)
-    checkpoints.write_record(building / FOLDER,
-                             {"source": str(source), "steps": 0})
-  except BaseException:
-    shutil.rmtree(building, ignore_errors=True)
-    raise
-  building.rename(out)
+  checkpoints.copy_layers(source, out, before_rename=lambda building: (
+      checkpoints.write_record(building / FOLDER,
+                               {"source": str(source), "steps": 0})))

@@ -1,0 +1,51 @@
+"""sae.checkpoints.copy_layers and tools/fork_weights.py, on the tiny weights."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from sae import checkpoints
+from sae.errors import InputError
+
+TOOL = pathlib.Path(__file__).resolve().parent.parent / "tools" / "fork_weights.py"
+
+
+def _fork_tool():
+  spec = importlib.util.spec_from_file_location("fork_weights", TOOL)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_copy_keeps_weights_and_records_without_training_state(
+    tiny_weights, tmp_path):
+  dst = tmp_path / "fork"
+  checkpoints.copy_layers(tiny_weights, dst, 2)
+  config = checkpoints.read_config(dst)
+  assert len(config.layers) == 2 and config.family == "sae"
+  assert checkpoints.available_layers(dst) == 2
+  for k in range(2):
+    for name in ("weights.index", "state.json"):
+      assert ((checkpoints.layer_dir(dst, k) / name).read_bytes() ==
+              (checkpoints.layer_dir(tiny_weights, k) / name).read_bytes())
+  assert not list(dst.rglob("train"))
+  with pytest.raises(InputError, match="exists"):
+    checkpoints.copy_layers(tiny_weights, dst, 1)
+
+
+def test_the_tool_forks_into_a_family_of_the_same_kinds_only(
+    tiny_weights, tmp_path, capsys):
+  fork = _fork_tool()
+  # The tiny weights are the paper's family: factorized layers throughout.
+  assert fork.main([str(tiny_weights), str(tmp_path / "plus"), "--layers",
+                    "1", "--family", "sae-plus"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "does not start with them" in err[0]
+  assert not (tmp_path / "plus").exists()
+  assert not list(tmp_path.iterdir())  # nothing half-built is left
+  assert fork.main([str(tiny_weights), str(tmp_path / "same"), "--layers",
+                    "3", "--family", "sae"]) == 0
+  assert checkpoints.available_layers(tmp_path / "same") == 3
+  assert fork.main([str(tiny_weights), str(tmp_path / "x"), "--layers",
+                    "9"]) == 2

@@ -1,0 +1,38 @@
+"""Start another model on trained layers: copy them into a new folder.
+
+    python tools/fork_weights.py checkpoints/sae-plus checkpoints/sae-plus-hyper \
+        --layers 1 --family sae-plus-hyper
+
+Copies layers 0..N-1 (weights, state.json, curves; not their training
+state) into a new folder, where the next layer trains as that folder's
+family says.  With --family the copy records another family whose layers
+so far are the same kinds: two designs of el1 on one base, compared at
+equal steps (docs/sae-plus-probes.md, the el1 gate).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from sae import checkpoints, cli  # noqa: E402
+from sae.config import FAMILIES  # noqa: E402
+
+
+def main(argv=None) -> int:
+  p = cli.Parser(description=__doc__,
+                 formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+  p.add_argument("src", help="weights or checkpoint folder")
+  p.add_argument("dst", help="new folder")
+  p.add_argument("--layers", type=int, default=None,
+                 help="layers to copy (default: all with weights)")
+  p.add_argument("--family", choices=tuple(FAMILIES), default=None,
+                 help="the copy's family (default: the source's)")
+  args = p.parse_args(argv)
+  return cli.guarded(lambda: checkpoints.copy_layers(
+      args.src, args.dst, args.layers, args.family) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
