@@ -146,8 +146,10 @@ class MeanScaleCodec(LayerCodec):
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
     if training:
       y_hat, y_bits = gaussian_model()(y, index, loc=mean, training=True)
-      if rounded:
-        y_hat = straight_through(y, tf.round(y - mean) + mean)
+      if rounded:  # the means the decoder computes: from rounded z
+        decoded_mean, _ = self._entropy_parameters(
+            LayerCodec.quantize(self, z), tf.shape(y)[1:3])
+        y_hat = straight_through(y, tf.round(y - decoded_mean) + decoded_mean)
     else:
       y_hat = tf.round(y - mean) + mean
       _, y_bits = gaussian_model()(y, tf.round(index), loc=mean,
