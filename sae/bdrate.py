@@ -186,7 +186,7 @@ def format_markdown(rows) -> str:
 
 DESCRIPTION = (
     "Bjontegaard deltas of each test curve (SAE) against each anchor "
-    "(classical codec), means over the images per operating point: "
+    "(a classical codec, or another model's results with --anchors), means over the images per operating point: "
     "bd_rate_*_percent = exp(mean gap of cubic fits of ln(bpp) vs quality "
     "over the common quality range) - 1, negative = the test needs fewer "
     "bits; bd_*_db = mean gap of cubic fits of quality vs ln(bpp) over the "
@@ -243,6 +243,9 @@ def default_out(results_dir) -> pathlib.Path:
 
 
 def run(args) -> int:
+  if args.anchors is not None and args.out is None:
+    raise InputError("--anchors needs --out: the default file holds the "
+                     "comparisons with the classical codecs")
   anchor_paths = (codec_results(args.results_dir) if args.anchors is None
                   else args.anchors)
   anchors = [curves.load_results(p) for p in anchor_paths]

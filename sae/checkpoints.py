@@ -17,6 +17,7 @@ chunk is refused by any decoder whose layers 0..k differ from the encoder's.
 import io
 import json
 import pathlib
+import shutil
 import zipfile
 
 import numpy as np
@@ -29,6 +30,7 @@ from sae.fileio import atomic_write, write_json
 from sae.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"  # written by ship_weights
 # A model fine-tuned after its layer-wise training records it here
 # (sae.train_joint).
 JOINT_FOLDER = "joint"
@@ -166,7 +168,6 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None):
       layers are of other kinds.
   """
   import dataclasses
-  import shutil
   from sae.config import FAMILIES
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   if dst.exists():
@@ -188,16 +189,34 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None):
   try:
     write_config(building, config)
     for k in range(num_layers):
-      layer_dir(building, k).mkdir(parents=True)
-      for name in LAYER_FILES:
-        if (layer_dir(src, k) / name).is_file():
-          shutil.copy(layer_dir(src, k) / name, layer_dir(building, k) / name)
+      copy_files(layer_dir(src, k), layer_dir(building, k), LAYER_FILES)
     if before_rename is not None:
       before_rename(building)
   except BaseException:
     shutil.rmtree(building, ignore_errors=True)
     raise
   building.rename(dst)
+
+
+def is_shipped(root) -> bool:
+  """A folder written by ship_weights (manifest and coding tables)."""
+  return (pathlib.Path(root) / MANIFEST_FILE).is_file()
+
+
+def finished_layers(root) -> int:
+  """Number of consecutive layers 0..n-1 whose training finished."""
+  have, n = available_layers(root), 0
+  while n < have and read_state(root, n).get("finished"):
+    n += 1
+  return n
+
+
+def copy_files(src_dir, dst_dir, names) -> None:
+  """Copies those of ``names`` that ``src_dir`` holds into ``dst_dir``."""
+  for name in names:
+    if (pathlib.Path(src_dir) / name).is_file():
+      pathlib.Path(dst_dir).mkdir(parents=True, exist_ok=True)
+      shutil.copy(pathlib.Path(src_dir) / name, pathlib.Path(dst_dir) / name)
 
 
 def available_layers(root) -> int:
@@ -257,7 +276,6 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
   a failure (say, a damaged checkpoint of an upper layer) leaves the weights
   shipped before untouched rather than a mix of old and new layers.
   """
-  import shutil
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   dst.parent.mkdir(parents=True, exist_ok=True)
   building = dst.parent / f".{dst.name}.shipping"
@@ -278,14 +296,11 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
-  import shutil
   from sae.model import ScalableAutoEncoder
   config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training
-    num_layers = 0
-    while num_layers < have and read_state(src, num_layers).get("finished"):
-      num_layers += 1
+    num_layers = finished_layers(src)
     if num_layers == 0:
       raise InputError(f"{src} has no finished layer; pass --layers N to "
                        "ship unfinished ones")
@@ -306,9 +321,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
     state = read_state(src, k)
     state.pop("weights_id", None)  # older versions' id; the manifest has it
     write_state(dst, k, state)
-    for log in ("log.csv", "val.csv"):  # training and validation curves
-      if (layer_dir(src, k) / log).is_file():
-        shutil.copy(layer_dir(src, k) / log, layer_dir(dst, k) / log)
+    copy_files(layer_dir(src, k), layer_dir(dst, k), ("log.csv", "val.csv"))
     layers.append(dict(name=layer_name(k), spec=config.layers[k].to_dict(),
                        **{key: state.get(key) for key in (
                            "steps", "finished", "batch_size", "patch_size",
@@ -324,11 +337,8 @@ def _ship_into(src, dst, num_layers, note) -> dict:
   if joint.get("steps"):  # fine-tuned after the layer-wise phase
     if not joint.get("finished"):
       unfinished.append("joint fine-tuning")
-    for log in ("state.json", "log.csv", "val.csv"):
-      if (pathlib.Path(src) / JOINT_FOLDER / log).is_file():
-        (dst / JOINT_FOLDER).mkdir(exist_ok=True)
-        shutil.copy(pathlib.Path(src) / JOINT_FOLDER / log,
-                    dst / JOINT_FOLDER / log)
+    copy_files(pathlib.Path(src) / JOINT_FOLDER, dst / JOINT_FOLDER,
+               ("state.json", "log.csv", "val.csv"))
   missing = [layer_name(k) for k in range(num_layers, DEFAULT_NUM_LAYERS)]
   status = "complete" if not unfinished and not missing else "interim: " + "; ".join(
       part for part in (
@@ -346,5 +356,5 @@ def _ship_into(src, dst, num_layers, note) -> dict:
         "batch_size", "patch_size", "corpus", "train_seconds", "validation")}
   if note:  # e.g. how the lambdas were chosen
     manifest["note"] = note
-  write_json(dst / "manifest.json", manifest)
+  write_json(dst / MANIFEST_FILE, manifest)
   return manifest

@@ -118,8 +118,9 @@ def joint_parser() -> argparse.ArgumentParser:
                  help="new folder for the fine-tuned model (or one to resume)")
   p.add_argument("--steps", type=_positive, default=10000,
                  help="total steps of the phase (resumes)")
-  p.add_argument("--learning-rate", type=_positive_float, default=1e-4,
-                 help="peak learning rate")
+  p.add_argument("--learning-rate", type=_positive_float, default=None,
+                 help="peak learning rate (default: 1e-4, or the one the "
+                 "phase started with)")
   p.add_argument("--layer-weights", default=None, metavar="W0,W1,..",
                  help="weight w_k of each layer's loss (default: all 1)")
   _add_loop_options(p)

@@ -108,6 +108,11 @@ FAMILY_DESCRIPTIONS = {
 }
 
 
+def layers_label(k: int) -> str:
+  """How results name the first k + 1 layers: base, +el1, +el2, .."""
+  return "base" if k == 0 else f"+{layer_name(k)}"
+
+
 def model_name(family: str, metric: str) -> str:
   """The default name of a model in results: sae-mse, sae-plus, .."""
   if family == DEFAULT_FAMILY:

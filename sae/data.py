@@ -31,6 +31,12 @@ def _usable_images(paths: Sequence[str], patch_size: int) -> list:
   return usable
 
 
+def check_corpus(folder, patch_size: int) -> None:
+  """Raises InputError unless ``folder`` holds training images of at least
+  ``patch_size`` on a side (before a run creates anything)."""
+  _checked_paths(folder, patch_size)
+
+
 def _checked_paths(folder, patch_size: int) -> list:
   paths = list_images(folder)
   if not paths:

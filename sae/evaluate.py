@@ -13,7 +13,7 @@ import numpy as np
 import tqdm
 
 from sae import checkpoints, codec, kodak, results
-from sae.config import FAMILY_DESCRIPTIONS, layer_name, model_name
+from sae.config import FAMILY_DESCRIPTIONS, layers_label, model_name
 from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
 
@@ -70,7 +70,7 @@ def model_summary(model, weights, per_image, folder_name, name=None) -> dict:
   # committed and must not carry one machine's paths.
   shown = pathlib.Path(os.path.relpath(weights)).as_posix()
   num_layers = len(per_image[0]["bpp"])  # the model may hold more layers
-  layers = ["base"] + [f"+{layer_name(k)}" for k in range(1, num_layers)]
+  layers = [layers_label(k) for k in range(num_layers)]
   summary = results.summarize(
       name or model_name(config.family, config.metric),
       f"{FAMILY_DESCRIPTIONS[config.family]} {config.metric} model, weights "

@@ -54,11 +54,15 @@ def resolve_config(args, k) -> ModelConfig:
               f"{getattr(recorded, flag)}; resuming with {given} would mix "
               "two objectives (use another --checkpoint-dir)")
       specs[k] = recorded
-  if args.patch_size is not None and args.patch_size % TOTAL_STRIDE:
-    raise InputError(f"--patch-size must be a multiple of {TOTAL_STRIDE}, "
-                     f"got {args.patch_size}")
+  if args.patch_size is not None:
+    checked_patch_size(args.patch_size)
   from_weights = getattr(args, "from_weights", False)
   if checkpoints.has_weights(root, k) and not has_training_state(root, k):
+    if from_weights and checkpoints.is_shipped(root):
+      raise InputError(
+          f"{root} is a shipped weights folder (its tables and manifest "
+          "would go stale): copy its layers with tools/fork_weights.py and "
+          "continue there")
     if not from_weights:
       raise InputError(
           f"{layer_name(k)} in {root} has weights but no training state to "
@@ -94,8 +98,19 @@ def _family(args, saved) -> str:
 
 
 def has_training_state(root, k) -> bool:
-  return tf.train.latest_checkpoint(
-      str(checkpoints.layer_dir(root, k) / "train")) is not None
+  return has_state_in(checkpoints.layer_dir(root, k))
+
+
+def has_state_in(folder) -> bool:
+  """Whether a run's folder (a layer's, or joint/) holds training state."""
+  return tf.train.latest_checkpoint(str(pathlib.Path(folder) / "train")) is not None
+
+
+def checked_patch_size(patch: int) -> int:
+  if patch % TOTAL_STRIDE:
+    raise InputError(f"--patch-size must be a multiple of {TOTAL_STRIDE}, "
+                     f"got {patch}")
+  return patch
 
 
 def resumes(args, root, k) -> bool:

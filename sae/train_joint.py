@@ -13,18 +13,18 @@ curves and training state), which shipping copies into the manifest.
 """
 
 import argparse
+import math
 import pathlib
 import time
 
-import tensorflow as tf
-
-from sae import checkpoints, data, distribute, train
-from sae.config import get_preset, layer_name
+from sae import checkpoints, data, distribute, train, train_folder
+from sae.config import get_preset, layers_label
 from sae.errors import InputError
 from sae.model import ScalableAutoEncoder
 from sae.train_steps import joint_forward, layer_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state
+DEFAULT_LEARNING_RATE = 1e-4
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,48 +32,63 @@ def run(args: argparse.Namespace) -> int:
   return train.interruptible(_train_joint, args)
 
 
-def layers_label(k: int) -> str:
-  """How results name the first k + 1 layers: base, +el1, .."""
-  return "base" if k == 0 else f"+{layer_name(k)}"
-
-
 def _train_joint(args) -> int:
   t_start = time.monotonic()
   source, out = pathlib.Path(args.checkpoint_dir), pathlib.Path(args.out_dir)
   strategy = distribute.get_strategy(args.distribute,
                                      getattr(args, "logical_cpus", None) or 0)
-  if distribute.is_chief(strategy):
-    _start_folder(source, out)
-  config = checkpoints.read_config(out)
-  n = len(config.layers)
-  weights = layer_weights(args.layer_weights, n)
+  if distribute.num_workers(strategy) > 1:
+    raise InputError("the joint phase trains on one machine: --distribute "
+                     "none or mirrored")
+  # Everything is checked before --out-dir is made.
   folder = out / FOLDER
-  state = checkpoints.read_record(folder)
-  has_state = tf.train.latest_checkpoint(str(folder / "train")) is not None
-  if not has_state and state.get("steps"):
-    if not args.from_weights:
-      raise InputError(
-          f"{out} holds joint fine-tuning at step {state['steps']} but no "
-          "training state to resume; continue from its weights with "
-          "--from-weights")
+  state = _resumable_state(source, out)
+  config = checkpoints.read_config(out if state else source)
+  n = len(config.layers) if state else checkpoints.finished_layers(source)
+  if n < 2:
+    raise InputError(f"{source} holds {n} finished layer(s); joint "
+                     "fine-tuning needs at least base and el1")
+  config = config.prefix(n)
+  weights = layer_weights(args.layer_weights, n)
   if state.get("layer_weights", weights) != weights:
     raise InputError(f"{out} is being fine-tuned with --layer-weights "
                      f"{','.join(map(str, state['layer_weights']))}; resuming "
                      "with others would mix two objectives")
+  recorded_lr = state.get("schedule", {}).get("learning_rate")
+  if None not in (recorded_lr, args.learning_rate) and (
+      recorded_lr != args.learning_rate):
+    raise InputError(f"{out} is being fine-tuned with --learning-rate "
+                     f"{recorded_lr}; resuming with {args.learning_rate} would "
+                     "mix two schedules")
+  learning_rate = recorded_lr or args.learning_rate or DEFAULT_LEARNING_RATE
+  has_state = train_folder.has_state_in(folder)
+  if not has_state and state.get("steps") and not args.from_weights:
+    raise InputError(
+        f"{out} holds joint fine-tuning at step {state['steps']} but no "
+        "training state to resume; continue from its weights with "
+        "--from-weights")
   preset = get_preset(config.preset, config.metric, config.family)
-  patch = args.patch_size or preset.patch_size
+  patch = train_folder.checked_patch_size(args.patch_size or preset.patch_size)
   batch = args.batch_size or preset.batch_size
+  data.check_corpus(args.corpus, patch)
+  if not state:
+    checkpoints.copy_layers(source, out, n, before_rename=lambda building: (
+        checkpoints.write_record(building / FOLDER, {
+            "source": str(source.resolve()), "steps": 0})))
+    state = checkpoints.read_record(folder)
+
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   with strategy.scope():
     model = ScalableAutoEncoder(config.layers, config.metric)
     for k, codec in enumerate(model.codecs):
       checkpoints.restore_weights(codec, out, k)
-    # The coders' quantization offsets round what the layers above see as
-    # decoding will (forward_joint); every layer then trains.
+    # Rounding as the coder does (forward_joint) takes the quantization
+    # offsets of the phase's start: fine-tuning moves the priors little, and
+    # shipping rebuilds offsets and tables from the final ones.
     model.prepare_for_coding()
     variables = model.set_trainable_layers(range(n))
-  state.update(phase="joint fine-tuning", source=str(source),
-               layer_weights=weights, metric=config.metric,
+  state.update(phase="joint fine-tuning", layer_weights=weights,
+               metric=config.metric,
                specs=[spec.to_dict() for spec in config.layers])
   job = train.Job(
       name=FOLDER, folder=folder, state=state, model=model,
@@ -81,11 +96,25 @@ def _train_joint(args) -> int:
       forward=joint_forward(model, weights),
       validations={layers_label(k): layer_forward(model, k) for k in range(n)},
       dataset=data.training_dataset(args.corpus, patch, batch, seed=seed),
-      learning_rate=args.learning_rate,
+      learning_rate=learning_rate,
       resuming=has_state or bool(state.get("steps")),
       restore=lambda: None,  # every layer is restored from --out-dir above
       validate_at_start=True)
   return train.train(job, args, strategy, batch, patch, t_start)
+
+
+def _resumable_state(source, out) -> dict:
+  """The phase's record in an ``out`` that fine-tunes ``source`` ({} when
+  ``out`` does not exist yet)."""
+  if not out.exists():
+    return {}
+  record = checkpoints.read_record(out / FOLDER)
+  if record.get("source") is None:
+    raise InputError(f"{out} exists and is not a joint fine-tuning folder; "
+                     "name a new --out-dir")
+  if pathlib.Path(record["source"]).resolve() != source.resolve():
+    raise InputError(f"{out} fine-tunes {record['source']}, not {source}")
+  return record
 
 
 def layer_weights(text, num_layers) -> list:
@@ -97,28 +126,8 @@ def layer_weights(text, num_layers) -> list:
   except ValueError:
     raise InputError(f"--layer-weights must be numbers separated by commas, "
                      f"got {text!r}") from None
-  if len(values) != num_layers or min(values) < 0 or max(values) == 0:
+  if (len(values) != num_layers or not all(map(math.isfinite, values))
+      or min(values) < 0 or max(values) == 0):
     raise InputError(f"--layer-weights needs {num_layers} non-negative "
                      f"numbers, not all 0, got {text!r}")
   return values
-
-
-def _start_folder(source, out) -> None:
-  """Copies the trained layers of ``source`` into a new ``out`` with the
-  phase's record, or checks that ``out`` is a joint fine-tuning of
-  ``source`` to resume."""
-  record = checkpoints.read_record(out / FOLDER)
-  if out.exists():
-    if record.get("source") is None:
-      raise InputError(f"{out} exists and is not a joint fine-tuning folder; "
-                       "name a new --out-dir")
-    if pathlib.Path(record["source"]).resolve() != source.resolve():
-      raise InputError(f"{out} fine-tunes {record['source']}, not {source}")
-    return
-  have = checkpoints.available_layers(source)
-  if have < 2:
-    raise InputError(f"{source} holds {have} trained layer(s); joint "
-                     "fine-tuning needs at least base and el1")
-  checkpoints.copy_layers(source, out, before_rename=lambda building: (
-      checkpoints.write_record(building / FOLDER,
-                               {"source": str(source), "steps": 0})))

@@ -103,6 +103,10 @@ def test_cli_compares_against_named_anchors(tmp_path, capsys):
   (row,) = json.loads(out.read_text())["comparisons"]
   assert (row["test"], row["anchor"]) == ("sae-plus", "sae-mse")
   assert row["bd_rate_psnr_percent"] == pytest.approx(-50, abs=0.1)
+  # Not into the default file, which holds the classical comparisons.
+  assert bdrate.main(["--results-dir", str(tmp_path), "--anchors",
+                      str(tmp_path / "sae-mse.json")]) == 2
+  assert "--out" in capsys.readouterr().err
 
 
 def test_cli_without_codec_results_fails(tmp_path, capsys):

@@ -113,8 +113,8 @@ def test_weights_without_training_state_are_not_overwritten(trained, capsys, tmp
 def test_from_weights_continues_a_layer_without_training_state(
     trained, tmp_path):
   _, corpus, ckpt = trained
-  shipped = tmp_path / "shipped"
-  checkpoints.ship_weights(ckpt, shipped, 4)  # weights and state.json only
+  shipped = tmp_path / "copy"
+  checkpoints.copy_layers(ckpt, shipped, 4)  # weights and state.json only
   assert not (shipped / "el3" / "train").exists()
   before = checkpoints.read_state(shipped, 3)
   n = before["steps"]  # 2, or 4 after test_resume_continues_from_checkpoint
@@ -130,6 +130,9 @@ def test_from_weights_continues_a_layer_without_training_state(
   # Its new training state keeps the offset for the next resume.
   latest = tf.train.latest_checkpoint(str(shipped / "el3" / "train"))
   assert train_folder.saved_step_offset(latest) == n
+  assert train_el3.main(argv + ["--steps", str(n + 3)]) == 0
+  state = checkpoints.read_state(shipped, 3)
+  assert state["steps"] == n + 3 and state["adam_restarted_at_steps"] == [n]
 
 
 def test_stop_at_ends_short_of_steps_on_their_schedule(trained, tmp_path):
@@ -145,13 +148,19 @@ def test_stop_at_ends_short_of_steps_on_their_schedule(trained, tmp_path):
   assert (folder / "el3" / "val.csv").read_text().splitlines()[-1].startswith("2,")
 
 
-def test_from_weights_needs_weights(trained, capsys, tmp_path):
+def test_from_weights_needs_weights_and_refuses_shipped_folders(
+    trained, capsys, tmp_path):
   _, corpus, ckpt = trained
   partial = tmp_path / "partial"
-  checkpoints.ship_weights(ckpt, partial, 3)
+  checkpoints.copy_layers(ckpt, partial, 3)
   err = _refusal(capsys, train_el3, ["--corpus", str(corpus), "--checkpoint-dir",
                                      str(partial), "--from-weights"])
   assert "--from-weights" in err and "no weights" in err
+  shipped = tmp_path / "shipped"
+  checkpoints.ship_weights(ckpt, shipped, 4)
+  err = _refusal(capsys, train_el3, ["--corpus", str(corpus), "--checkpoint-dir",
+                                     str(shipped), "--from-weights"])
+  assert "shipped" in err and "fork_weights" in err
 
 
 def _layer_digest(root, k):

@@ -85,6 +85,38 @@ def test_resumes_and_refuses_other_weights(joint, capsys):
 
 
 @pytest.mark.full  # the script: tracing four layers' training step
+@pytest.mark.full  # the script: tracing four layers' training step
+def test_without_training_state_it_continues_from_weights_on_request(
+    joint, capsys):
+  root, _, argv, _ = joint
+  out = root / "out"
+  steps = checkpoints.read_record(out / "joint")["steps"]
+  shutil.rmtree(out / "joint" / "train")  # as in a clone of the repository
+  capsys.readouterr()
+  assert train_joint.main(argv + ["--steps", str(steps + 1)]) == 2
+  assert "--from-weights" in capsys.readouterr().err
+  assert train_joint.main(argv + ["--steps", str(steps + 1),
+                                  "--from-weights"]) == 0
+  state = checkpoints.read_record(out / "joint")
+  assert state["steps"] == steps + 1
+  assert state["adam_restarted_at_steps"] == [steps]
+
+
+def test_bad_input_is_refused_before_the_folder_is_made(
+    tiny_weights, tmp_path, capsys):
+  corpus = write_corpus(tmp_path / "corpus", [(64, 64)])
+  out = tmp_path / "out"
+  base = ["--corpus", str(corpus), "--checkpoint-dir", str(tiny_weights),
+          "--out-dir", str(out), "--no-progress"]
+  for extra, says in ((["--layer-weights", "1,1"], "--layer-weights"),
+                      (["--patch-size", "40"], "multiple of 16"),
+                      (["--patch-size", "128"], "at least 128")):
+    assert train_joint.main(base + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
 def test_refuses_an_existing_folder_of_another_kind(joint, capsys):
   root, source, argv, _ = joint
   other = ["--corpus", argv[1], "--checkpoint-dir", str(root / "out"),
@@ -97,7 +129,7 @@ def test_refuses_an_existing_folder_of_another_kind(joint, capsys):
 def test_layer_weights_are_checked():
   assert layer_weights(None, 3) == [1.0, 1.0, 1.0]
   assert layer_weights("1,0.5,2", 3) == [1.0, 0.5, 2.0]
-  for bad in ("1,2", "a,b,c", "0,0,0", "1,-1,1"):
+  for bad in ("1,2", "a,b,c", "0,0,0", "1,-1,1", "nan,1,1", "1,inf,1"):
     with pytest.raises(InputError):
       layer_weights(bad, 3)
 
