@@ -110,6 +110,7 @@ def test_weights_without_training_state_are_not_overwritten(trained, capsys, tmp
   assert (shipped / "el1" / "weights.index").read_bytes() == index
 
 
+@pytest.mark.full  # two training runs through the script
 def test_from_weights_continues_a_layer_without_training_state(
     trained, tmp_path):
   _, corpus, ckpt = trained
@@ -135,6 +136,7 @@ def test_from_weights_continues_a_layer_without_training_state(
   assert state["steps"] == n + 3 and state["adam_restarted_at_steps"] == [n]
 
 
+@pytest.mark.full  # two training runs through the script
 def test_stop_at_ends_short_of_steps_on_their_schedule(trained, tmp_path):
   _, corpus, ckpt = trained
   folder = tmp_path / "ckpt"
