@@ -102,6 +102,7 @@ def test_without_training_state_it_continues_from_weights_on_request(
   assert state["adam_restarted_at_steps"] == [steps]
 
 
+@pytest.mark.filterwarnings("ignore:skipping 1 unreadable")  # the 64x64 image
 def test_bad_input_is_refused_before_the_folder_is_made(
     tiny_weights, tmp_path, capsys):
   corpus = write_corpus(tmp_path / "corpus", [(64, 64)])
