@@ -178,6 +178,13 @@ class LayerCodec(tf.keras.Model):
     return rangecode.encode(self._tables, symbols,
                             self._symbol_rows(tf.shape(symbols)[1]))
 
+  def encode_latent(self, y, version=2):
+    """(1, h, w, C) latent -> ((1,) string, the latent the decoder will
+    have), in one pass where the layer's coding computes both."""
+    if version == 2:
+      return self.compress_latent(y), self.quantize(y)
+    return self.compress_latent_v1(y), self.quantize(y)
+
   def compress_latent_v1(self, y):
     """As compress_latent, in stream version 1 (tfc's overflow escape)."""
     return self._require_coder().compress(y)

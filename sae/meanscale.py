@@ -193,16 +193,25 @@ class MeanScaleCodec(LayerCodec):
 
   def compress_latent(self, y):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
+    return self.encode_latent(y)[0]
+
+  def encode_latent(self, y, version=2):
+    """As LayerCodec.encode_latent; the hyper transforms run once for both
+    the string and the quantized latent."""
+    if version != 2:
+      return super().encode_latent(y, version)  # refused: version 2 only
     z = self.hyper_analysis(y)
     z_symbols = self._prior_symbols(z)
     z_hat = self._prior_values(z_symbols, tf.shape(z)[1:3])
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
     rows = self._gaussian_rows(index)
-    y_symbols = tf.reshape(tf.cast(tf.round(y - mean), tf.int32), [1, -1])
+    y_rounded = tf.round(y - mean)
+    y_symbols = tf.reshape(tf.cast(y_rounded, tf.int32), [1, -1])
     y_symbols -= tf.gather(self._gaussian_offset, rows)
-    return rangecode.encode_parts(self._tables, [
+    string = rangecode.encode_parts(self._tables, [
         (z_symbols, self._symbol_rows(tf.shape(z_symbols)[1])),
         (y_symbols, rows + self.prior_channels)])
+    return string, y_rounded + mean
 
   def decompress_latent(self, string, latent_hw):
     """(1,) string and [h, w] -> (1, h, w, C) quantized latent, in time

@@ -251,18 +251,15 @@ class ScalableAutoEncoder(tf.keras.Model):
     total = tf.zeros_like(x)
     strings = []
     for k, codec in enumerate(self.codecs):
-      compress_latent = (codec.compress_latent if version == 2 else
-                         codec.compress_latent_v1)
 
-      def code(compress_latent=compress_latent, codec=codec, total=total, k=k):
+      def code(codec=codec, total=total, k=k):
         y = self._analyze(codec, x - total, one_band)
-        string = compress_latent(y)
+        string, y_hat = codec.encode_latent(y, version)
         # The layers above code what this one leaves; after the last coded
         # layer nothing needs the reconstruction.
         above = tf.cond(
             k + 1 < num_layers,
-            lambda: total + self._synthesize(codec, codec.quantize(y),
-                                             one_band),
+            lambda: total + self._synthesize(codec, y_hat, one_band),
             lambda: total)
         return string[0], above
 

@@ -41,6 +41,18 @@ def test_prefix_decodes_to_cascade_reconstruction(height, width):
     np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
 
 
+def test_the_encoder_keeps_the_latent_the_decoder_will_have():
+  model = plus_model()
+  image = tf.cast(random_image(40, 56, seed=5), tf.float32)[None]
+  for codec in model.codecs[:2]:  # a mean-scale and a factorized layer
+    y = codec.analysis(image)
+    string, y_hat = codec.encode_latent(y)
+    assert string.numpy() == codec.compress_latent(y).numpy()
+    np.testing.assert_array_equal(
+        y_hat.numpy(), codec.decompress_latent(string, tf.shape(y)[1:3]).numpy())
+    np.testing.assert_array_equal(y_hat.numpy(), codec.quantize(y).numpy())
+
+
 def test_stored_tables_code_the_same_bytes_and_ids():
   model = plus_model()
   tables = model.codecs[0].coding_tables()

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from sae import checkpoints, train_folder
 from sae.errors import InputError
-from tests.tiny import write_corpus
+from tests.tiny import corpus_and_weights, random_image, write_corpus
 
 
 TRAINERS = (train_base, train_el1, train_el2, train_el3)
@@ -28,9 +28,7 @@ TRAINERS = (train_base, train_el1, train_el2, train_el3)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_weights):
   root = tmp_path_factory.mktemp("e2e")
-  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96), (72, 64)])
-  ckpt = root / "ckpt"
-  shutil.copytree(tiny_weights, ckpt)
+  corpus, ckpt = corpus_and_weights(root, tiny_weights, "ckpt")
   return root, corpus, ckpt
 
 
@@ -251,7 +249,6 @@ def test_damaged_training_record_is_a_one_line_error(tmp_path, capsys):
 def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   import numpy as np
   from sae import codec
-  from tests.tiny import random_image
   _, _, ckpt = trained
   shipped = tmp_path / "w"
   manifest = checkpoints.ship_weights(ckpt, shipped)
@@ -269,7 +266,6 @@ def test_shipped_weights_carry_tables_and_decode_the_same(trained, tmp_path):
   assert partial["status"] == "interim: el2, el3 not shipped yet"
   # Shipping again from a checkpoint whose el1 tables are damaged fails with
   # one error and leaves the weights shipped before as they were.
-  import shutil
   damaged = shutil.copytree(ckpt, tmp_path / "damaged")
   checkpoints.tables_path(damaged, 1).write_bytes(b"PK\x03\x04 cut short")
   before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
@@ -324,7 +320,6 @@ def test_ms_ssim_model_trains_and_works_with_every_weights_consumer(tmp_path):
   import test_el1
   from sae import config
   from tests.cli_helpers import cli, write_png
-  from tests.tiny import random_image
   corpus = write_corpus(tmp_path / "corpus", [(64, 64), (80, 96)])
   ckpt = tmp_path / "ckpt"
   for trainer in TRAINERS[:2]:

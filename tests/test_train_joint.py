@@ -13,15 +13,13 @@ from sae.config import get_preset
 from sae.model import ScalableAutoEncoder, to_uint8
 from sae.errors import InputError
 from sae.train_joint import layer_weights
-from tests.tiny import random_image, tiny_model, write_corpus
+from tests.tiny import corpus_and_weights, random_image, tiny_model, write_corpus
 
 
 @pytest.fixture(scope="module")
 def joint(tmp_path_factory, tiny_weights):
   root = tmp_path_factory.mktemp("joint")
-  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96), (72, 64)])
-  source = root / "source"
-  shutil.copytree(tiny_weights, source)
+  corpus, source = corpus_and_weights(root, tiny_weights, "source")
   argv = ["--corpus", str(corpus), "--checkpoint-dir", str(source),
           "--out-dir", str(root / "out"), "--no-progress", "--seed", "1"]
   before = {p.relative_to(source): p.read_bytes()

@@ -2,6 +2,7 @@
 
 import functools
 import pathlib
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -40,3 +41,16 @@ def write_corpus(folder, sizes, seed=0):
   for i, (h, w) in enumerate(sizes):
     Image.fromarray(random_image(h, w, seed + i)).save(folder / f"img{i}.png")
   return folder
+
+
+TRAINING_SIZES = [(64, 64), (80, 96), (72, 64)]
+
+
+def corpus_and_weights(root, tiny_weights, name):
+  """A small training corpus and a copy of the tiny trained weights under
+  ``root``, for tests that train on, resume or damage them."""
+  root = pathlib.Path(root)
+  corpus = write_corpus(root / "corpus", TRAINING_SIZES)
+  weights = root / name
+  shutil.copytree(tiny_weights, weights)
+  return corpus, weights
