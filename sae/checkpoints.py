@@ -34,6 +34,8 @@ MANIFEST_FILE = "manifest.json"  # written by ship_weights
 # A model fine-tuned after its layer-wise training records it here
 # (sae.train_joint).
 JOINT_FOLDER = "joint"
+# The joint phase's record, without its training state.
+JOINT_RECORD_FILES = ("state.json", "log.csv", "val.csv")
 DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"
 
 
@@ -152,16 +154,19 @@ LAYER_FILES = ("weights.index", "weights.data-00000-of-00001", "state.json",
                "log.csv", "val.csv")
 
 
-def copy_layers(src, dst, num_layers=None, family=None, before_rename=None):
+def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
+                joint_record=True):
   """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
   into a new folder ``dst``: weights, state.json and curves, not the
-  training state (their own training is over).  Built beside ``dst``, then
-  renamed, so an interrupted copy leaves nothing.
+  training state (their own training is over), and the record of a joint
+  fine-tuning that changed them.  Built beside ``dst``, then renamed, so an
+  interrupted copy leaves nothing.
 
   Args:
     family: record this family instead, if its layers so far are the same
       kinds (sae-plus's base under sae-plus-hyper's el1).
     before_rename: called with the folder being built, to add to it.
+    joint_record: False for a new joint phase, which writes its own.
 
   Raises:
     InputError: ``dst`` exists, ``src`` has fewer layers, or the family's
@@ -190,6 +195,9 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None):
     write_config(building, config)
     for k in range(num_layers):
       copy_files(layer_dir(src, k), layer_dir(building, k), LAYER_FILES)
+    if joint_record:
+      copy_files(src / JOINT_FOLDER, building / JOINT_FOLDER,
+                 JOINT_RECORD_FILES)
     if before_rename is not None:
       before_rename(building)
   except BaseException:
@@ -338,7 +346,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
     if not joint.get("finished"):
       unfinished.append("joint fine-tuning")
     copy_files(pathlib.Path(src) / JOINT_FOLDER, dst / JOINT_FOLDER,
-               ("state.json", "log.csv", "val.csv"))
+               JOINT_RECORD_FILES)
   missing = [layer_name(k) for k in range(num_layers, DEFAULT_NUM_LAYERS)]
   status = "complete" if not unfinished and not missing else "interim: " + "; ".join(
       part for part in (

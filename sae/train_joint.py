@@ -72,9 +72,10 @@ def _train_joint(args) -> int:
   batch = args.batch_size or preset.batch_size
   data.check_corpus(args.corpus, patch)
   if not state:
-    checkpoints.copy_layers(source, out, n, before_rename=lambda building: (
-        checkpoints.write_record(building / FOLDER, {
-            "source": str(source.resolve()), "steps": 0})))
+    checkpoints.copy_layers(
+        source, out, n, joint_record=False,
+        before_rename=lambda building: checkpoints.write_record(
+            building / FOLDER, {"source": str(source.resolve()), "steps": 0}))
     state = checkpoints.read_record(folder)
 
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
