@@ -85,6 +85,10 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="rate-distortion weight (default: the preset's table)")
   p.add_argument("--learning-rate", type=_positive_float, default=None,
                  help="peak learning rate (default: the table's, 1e-3)")
+  p.add_argument("--conv-filters", type=_positive, default=None, metavar="N",
+                 help="filters of this layer's convolutions, recorded in "
+                 "--checkpoint-dir's config.json (default: the table's, 48 "
+                 "for paper)")
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
                  help="distortion of the total reconstruction in the loss")
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper",

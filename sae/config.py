@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Sequence
 
 LAYER_NAMES = ("base", "el1", "el2", "el3", "el4")
 
@@ -189,9 +188,3 @@ class ModelConfig:
 
   def prefix(self, num_layers: int) -> "ModelConfig":
     return dataclasses.replace(self, layers=tuple(self.layers[:num_layers]))
-
-
-def same_architecture(a: Sequence[LayerSpec], b: Sequence[LayerSpec]) -> bool:
-  """True when two layer lists build variables of identical shapes."""
-  return [(s.kind, s.conv_filters, s.latent_channels) for s in a] == [
-      (s.kind, s.conv_filters, s.latent_channels) for s in b]

@@ -9,8 +9,7 @@ import time
 import tensorflow as tf
 
 from sae import checkpoints, distribute
-from sae.config import (DEFAULT_FAMILY, ModelConfig, get_preset, layer_name,
-                        same_architecture)
+from sae.config import DEFAULT_FAMILY, ModelConfig, get_preset, layer_name
 from sae.errors import InputError
 from sae.transforms import TOTAL_STRIDE
 
@@ -29,25 +28,28 @@ def resolve_config(args, k) -> ModelConfig:
     specs[k] = dataclasses.replace(specs[k], lmbda=args.lmbda)
   if args.learning_rate is not None:
     specs[k] = dataclasses.replace(specs[k], learning_rate=args.learning_rate)
+  if getattr(args, "conv_filters", None) is not None:
+    specs[k] = dataclasses.replace(specs[k], conv_filters=args.conv_filters)
   if saved is not None:
     if saved.metric != args.metric:
       raise InputError(f"{root} was trained with --metric {saved.metric}, "
                        f"not {args.metric}")
-    # Layers already on disk keep their recorded specs; they must fit the
-    # architecture of this preset.
+    # Layers already on disk keep their recorded specs; they must be the
+    # preset's kind of layer with its latent channels (their width may be
+    # their own: --conv-filters).
     for i, (have, want) in enumerate(zip(saved.layers[:k + 1], specs)):
-      if not same_architecture([have], [want]):
+      if (have.kind, have.latent_channels) != (want.kind, want.latent_channels):
         raise InputError(
             f"{layer_name(i)} in {root} is a {have.kind} layer with "
-            f"{have.conv_filters} filters and {have.latent_channels} latent "
-            f"channels; preset {args.preset!r} has a {want.kind} layer with "
-            f"{want.conv_filters} and {want.latent_channels}")
+            f"{have.latent_channels} latent channels; preset {args.preset!r} "
+            f"has a {want.kind} layer with {want.latent_channels}")
     specs[:k] = saved.layers[:k]
     if resumes(args, root, k) and k < len(saved.layers):
       recorded = saved.layers[k]
       for flag, name in (("lmbda", "--lambda"),
-                         ("learning_rate", "--learning-rate")):
-        given = getattr(args, flag)
+                         ("learning_rate", "--learning-rate"),
+                         ("conv_filters", "--conv-filters")):
+        given = getattr(args, flag, None)
         if given is not None and given != getattr(recorded, flag):
           raise InputError(
               f"{layer_name(k)} in {root} is being trained with {name} "

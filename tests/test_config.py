@@ -1,7 +1,6 @@
 import pytest
 
-from sae.config import (ModelConfig, PAPER_LAYERS, get_preset, layer_name,
-                        same_architecture)
+from sae.config import ModelConfig, PAPER_LAYERS, get_preset, layer_name
 
 
 def test_paper_table_matches_design():
@@ -30,11 +29,6 @@ def test_bad_preset_and_metric():
     get_preset("huge")
   with pytest.raises(ValueError, match="metric"):
     get_preset("paper", "psnr")
-
-
-def test_same_architecture():
-  assert same_architecture(PAPER_LAYERS[:2], get_preset("paper", "ms-ssim").layers[:2])
-  assert not same_architecture(PAPER_LAYERS[:2], get_preset("tiny").layers[:2])
 
 
 def test_model_names_and_descriptions_cover_every_family():

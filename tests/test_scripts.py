@@ -193,7 +193,7 @@ def test_other_architecture_is_refused(trained, capsys):
   assert code == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: base in ")
-  assert "preset 'paper' has a factorized layer with 48 and 48" in err[0]
+  assert "preset 'paper' has a factorized layer with 48" in err[0]
 
 
 def test_other_family_is_refused(trained, capsys):
@@ -408,3 +408,23 @@ def test_train_all_passes_sigterm_to_the_trainer(tmp_path):
   assert checkpoints.read_state(ckpt, 0)["steps"] >= 100
   done = subprocess.run(["pgrep", "-f", str(ckpt)], capture_output=True)
   assert done.returncode == 1, done.stdout
+
+
+@pytest.mark.full  # training and tracing a layer
+def test_a_wider_layer_trains_and_every_consumer_builds_it(tmp_path,
+                                                           tiny_weights):
+  import test_el1
+  corpus = write_corpus(tmp_path / "c", [(64, 64), (72, 80)])
+  ckpt = tmp_path / "ck"
+  checkpoints.copy_layers(tiny_weights, ckpt, 1)
+  assert train_el1.main(["--corpus", str(corpus), "--checkpoint-dir",
+                         str(ckpt), "--preset", "tiny", "--steps", "2",
+                         "--conv-filters", "12", "--no-progress"]) == 0
+  assert [s.conv_filters for s in checkpoints.read_config(ckpt).layers] == [8, 12]
+  model = checkpoints.load_model(ckpt)
+  assert model.codecs[1].analysis.weights[0].shape[-1] == 12
+  out = tmp_path / "r.json"
+  assert test_el1.main(["--kodak", str(corpus), "--weights", str(ckpt),
+                        "--out", str(out), "--no-progress"]) == 0
+  bpp = json.loads(out.read_text())["results"]["bpp"]
+  assert len(bpp) == 2 and 0 < bpp[0] < bpp[1]
