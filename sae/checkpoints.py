@@ -158,8 +158,8 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
                 joint_record=True):
   """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
   into a new folder ``dst``: weights, state.json and curves, not the
-  training state (their own training is over), and the record of a joint
-  fine-tuning that changed them.  Built beside ``dst``, then renamed, so an
+  training state (their own training is over), and the record of a
+  finished joint fine-tuning of exactly those layers.  Built beside ``dst``, then renamed, so an
   interrupted copy leaves nothing.
 
   Args:
@@ -195,7 +195,7 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
     write_config(building, config)
     for k in range(num_layers):
       copy_files(layer_dir(src, k), layer_dir(building, k), LAYER_FILES)
-    if joint_record:
+    if joint_record and _joint_record_describes(src, num_layers, family):
       copy_files(src / JOINT_FOLDER, building / JOINT_FOLDER,
                  JOINT_RECORD_FILES)
     if before_rename is not None:
@@ -204,6 +204,16 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
     shutil.rmtree(building, ignore_errors=True)
     raise
   building.rename(dst)
+
+
+def _joint_record_describes(src, num_layers, family) -> bool:
+  """Whether src's joint fine-tuning record holds for a copy of its first
+  num_layers layers: a finished phase over exactly those layers, in the
+  same family (its losses and validations are of those layers)."""
+  record = read_record(pathlib.Path(src) / JOINT_FOLDER)
+  return (bool(record.get("finished")) and
+          family in (None, read_config(src).family) and
+          len(record.get("layer_weights", ())) == num_layers)
 
 
 def is_shipped(root) -> bool:

@@ -34,15 +34,15 @@ def resolve_config(args, k) -> ModelConfig:
     if saved.metric != args.metric:
       raise InputError(f"{root} was trained with --metric {saved.metric}, "
                        f"not {args.metric}")
-    # Layers already on disk keep their recorded specs; they must be the
-    # preset's kind of layer with its latent channels (their width may be
-    # their own: --conv-filters).
+    # Layers already on disk keep their recorded specs; they must have the
+    # preset's latent channels (their kind is the family's, checked above
+    # and by read_config; their width may be their own: --conv-filters).
     for i, (have, want) in enumerate(zip(saved.layers[:k + 1], specs)):
-      if (have.kind, have.latent_channels) != (want.kind, want.latent_channels):
+      if have.latent_channels != want.latent_channels:
         raise InputError(
-            f"{layer_name(i)} in {root} is a {have.kind} layer with "
-            f"{have.latent_channels} latent channels; preset {args.preset!r} "
-            f"has a {want.kind} layer with {want.latent_channels}")
+            f"{layer_name(i)} in {root} has {have.latent_channels} latent "
+            f"channels; preset {args.preset!r} has "
+            f"{want.latent_channels} there")
     specs[:k] = saved.layers[:k]
     if resumes(args, root, k) and k < len(saved.layers):
       recorded = saved.layers[k]

@@ -51,18 +51,26 @@ def test_the_tool_forks_into_a_family_of_the_same_kinds_only(
                     "9"]) == 2
 
 
-def test_a_fork_keeps_the_record_of_a_joint_fine_tuning(tiny_weights, tmp_path):
+def test_a_fork_keeps_the_record_of_a_joint_fine_tuning_of_its_layers(
+    tiny_weights, tmp_path):
   import shutil
   tuned = shutil.copytree(tiny_weights, tmp_path / "tuned")
   joint = tuned / checkpoints.JOINT_FOLDER
-  checkpoints.write_record(joint, {"source": "x", "steps": 5, "finished": True})
+  checkpoints.write_record(joint, {"source": "x", "steps": 5, "finished": True,
+                                   "layer_weights": [1, 1, 1, 1]})
   (joint / "val.csv").write_text("step,layers,loss\n5,1,0.5\n")
   (joint / "train").mkdir()
   (joint / "train" / "ckpt-5.index").write_bytes(b"state")
-  checkpoints.copy_layers(tuned, tmp_path / "fork", 2)
+  checkpoints.copy_layers(tuned, tmp_path / "fork", 4)
   copied = tmp_path / "fork" / checkpoints.JOINT_FOLDER
   assert checkpoints.read_record(copied)["steps"] == 5
   assert (copied / "val.csv").read_bytes() == (joint / "val.csv").read_bytes()
   assert not (copied / "train").exists()
-  checkpoints.copy_layers(tuned, tmp_path / "again", 2, joint_record=False)
-  assert not (tmp_path / "again" / checkpoints.JOINT_FOLDER).exists()
+  # Not for fewer layers than the phase tuned, nor for a new joint phase,
+  # nor while the phase is unfinished: the record would not hold.
+  checkpoints.copy_layers(tuned, tmp_path / "part", 2)
+  checkpoints.copy_layers(tuned, tmp_path / "again", 4, joint_record=False)
+  checkpoints.write_record(joint, {"steps": 3, "layer_weights": [1, 1, 1, 1]})
+  checkpoints.copy_layers(tuned, tmp_path / "unfinished", 4)
+  for name in ("part", "again", "unfinished"):
+    assert not (tmp_path / name / checkpoints.JOINT_FOLDER).exists()

@@ -47,7 +47,6 @@ def test_the_encoder_keeps_the_latent_the_decoder_will_have():
   for codec in model.codecs[:2]:  # a mean-scale and a factorized layer
     y = codec.analysis(image)
     string, y_hat = codec.encode_latent(y)
-    assert string.numpy() == codec.compress_latent(y).numpy()
     np.testing.assert_array_equal(
         y_hat.numpy(), codec.decompress_latent(string, tf.shape(y)[1:3]).numpy())
     np.testing.assert_array_equal(y_hat.numpy(), codec.quantize(y).numpy())

@@ -193,7 +193,7 @@ def test_other_architecture_is_refused(trained, capsys):
   assert code == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: base in ")
-  assert "preset 'paper' has a factorized layer with 48" in err[0]
+  assert "has 8 latent channels; preset 'paper' has 48 there" in err[0]
 
 
 def test_other_family_is_refused(trained, capsys):

@@ -4,7 +4,8 @@
         --layers 1 --family sae-plus-hyper
 
 Copies layers 0..N-1 (weights, state.json, curves; not their training
-state) into a new folder, where the next layer trains as that folder's
+state; the record of a finished joint fine-tuning of exactly those
+layers) into a new folder, where the next layer trains as that folder's
 family says.  With --family the copy records another family whose layers
 so far are the same kinds: two designs of el1 on one base, compared at
 equal steps (docs/sae-plus-probes.md, the el1 gate).
