@@ -52,6 +52,23 @@ def test_the_encoder_keeps_the_latent_the_decoder_will_have():
     np.testing.assert_array_equal(y_hat.numpy(), codec.quantize(y).numpy())
 
 
+# The tiny sae-plus model's streams of one image (seeded weights), pinned
+# so that a change of the mean-scale layer's stream bytes is seen before a
+# model of the family ships (tests/shipped_streams.json pins shipped ones).
+PINNED_STREAMS = (
+    "56753570125ff5b225f99adf63a3702974079e74dd14834118b39951e15d8321",
+    "bf92dcbe17fad8f8f5d8a73147db341993c0825385659eaa04f6ab01faa9c83a",
+    "dfe9fff2b64489d9d205160bfdc5fdebccf2fce31257247e7d21e1191eb93c5a",
+)
+
+
+def test_the_streams_bytes_are_those_pinned():
+  import hashlib
+  strings, _ = plus_model().compress(random_image(40, 56, seed=7), 3)
+  assert tuple(hashlib.sha256(s).hexdigest()
+               for s in strings.numpy()) == PINNED_STREAMS
+
+
 def test_stored_tables_code_the_same_bytes_and_ids():
   model = plus_model()
   tables = model.codecs[0].coding_tables()
