@@ -91,7 +91,8 @@ DEFAULT_NUM_LAYERS = 4
 # Model families: the layer kinds, base first.  "sae" is the paper's cascade;
 # "sae-plus" gives the base a mean-scale hyperprior and keeps the cascade's
 # enhancement layers, the design the probes chose (docs/sae-plus-probes.md);
-# "sae-plus-hyper" gives every layer one (probe e), its challenger at el1.
+# "sae-plus-hyper" gives every layer one (probe e), which won the el1 gate
+# and is the SAE+ model being trained.
 FAMILIES = {
     "sae": ("factorized",) * len(LAYER_NAMES),
     "sae-plus": ("meanscale",) + ("factorized",) * (len(LAYER_NAMES) - 1),

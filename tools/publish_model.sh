@@ -4,20 +4,20 @@
 # beside the paper's curve, layered JPEG 2000 at the model's own rates (MSE
 # model), the RD, training and visual figures, and the BD-rates.
 #
-#   tools/publish_model.sh mse|ms-ssim|sae-plus [ship_weights options, e.g. --note TEXT]
+#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper [ship_weights options, e.g. --note TEXT]
 #
 # mse and ms-ssim are the paper's family (results/kodak/sae-<name>.json);
-# sae-plus is the second family (results/kodak/sae-plus.json).
+# sae-plus and sae-plus-hyper are SAE+ families (results/kodak/<name>.json).
 #
 # Kodak is read from $KODAK (default kodak/, where the test scripts download
 # it). Results go to results/kodak/ (results files only), the report to
 # results/reports/, the BD-rates to results/bd-rates.json. The README's
 # tables are then updated from what it prints.
 set -euo pipefail
-usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus [--note TEXT] [--layers N]"
+usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper [--note TEXT] [--layers N]"
 model=${1:?$usage}
 shift
-case "$model" in mse|ms-ssim|sae-plus) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
+case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
