@@ -159,8 +159,8 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
   """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
   into a new folder ``dst``: weights, state.json and curves, not the
   training state (their own training is over), and the record of a
-  finished joint fine-tuning of exactly those layers.  Built beside ``dst``, then renamed, so an
-  interrupted copy leaves nothing.
+  finished joint fine-tuning of exactly those layers.  Built beside
+  ``dst``, then renamed, so an interrupted copy leaves nothing.
 
   Args:
     family: record this family instead, if its layers so far are the same
@@ -177,7 +177,7 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   if dst.exists():
     raise InputError(f"{dst} exists; name a new folder")
-  config = read_config(src)
+  config = source_config = read_config(src)
   have = available_layers(src)
   num_layers = have if num_layers is None else num_layers
   if not 1 <= num_layers <= have:
@@ -195,7 +195,8 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
     write_config(building, config)
     for k in range(num_layers):
       copy_files(layer_dir(src, k), layer_dir(building, k), LAYER_FILES)
-    if joint_record and _joint_record_describes(src, num_layers, family):
+    if joint_record and _joint_record_describes(src, source_config,
+                                                num_layers, family):
       copy_files(src / JOINT_FOLDER, building / JOINT_FOLDER,
                  JOINT_RECORD_FILES)
     if before_rename is not None:
@@ -206,13 +207,13 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
   building.rename(dst)
 
 
-def _joint_record_describes(src, num_layers, family) -> bool:
+def _joint_record_describes(src, src_config, num_layers, family) -> bool:
   """Whether src's joint fine-tuning record holds for a copy of its first
   num_layers layers: a finished phase over exactly those layers, in the
   same family (its losses and validations are of those layers)."""
   record = read_record(pathlib.Path(src) / JOINT_FOLDER)
   return (bool(record.get("finished")) and
-          family in (None, read_config(src).family) and
+          family in (None, src_config.family) and
           len(record.get("layer_weights", ())) == num_layers)
 
 
@@ -315,7 +316,7 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
   from sae.model import ScalableAutoEncoder
-  config = read_config(src)
+  config = source_config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training
     num_layers = finished_layers(src)

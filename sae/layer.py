@@ -33,9 +33,12 @@ class LayerCodec(tf.keras.Model):
   coding tables once the layer is trained; before that ``compress`` raises.
   """
 
-  def __init__(self, spec: LayerSpec, name: str):
+  def __init__(self, spec: LayerSpec, name: str, residual: bool = False):
+    """``residual``: the layer codes what the layers below left (an
+    enhancement layer), which may start otherwise (sae.meanscale)."""
     super().__init__(name=name)
     self.spec = spec
+    self.residual = residual
     self.analysis = AnalysisTransform(spec)
     self.synthesis = SynthesisTransform(spec)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.prior_channels,))
@@ -181,9 +184,8 @@ class LayerCodec(tf.keras.Model):
   def encode_latent(self, y, version=2):
     """(1, h, w, C) latent -> ((1,) string, the latent the decoder will
     have), in one pass where the layer's coding computes both."""
-    if version == 2:
-      return self.compress_latent(y), self.quantize(y)
-    return self.compress_latent_v1(y), self.quantize(y)
+    compress = self.compress_latent if version == 2 else self.compress_latent_v1
+    return compress(y), self.quantize(y)
 
   def compress_latent_v1(self, y):
     """As compress_latent, in stream version 1 (tfc's overflow escape)."""

@@ -34,21 +34,35 @@ from sae.transforms import SignalConv2D
 # The Gaussian's scale grid, as in tfc's models/bmshj2018.py: 64 levels,
 # log-spaced from 0.11 to 256.
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
+_LOG_SCALE_STEP = (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
 # z is y downsampled twice by 2.
 HYPER_STRIDE = 4
+# Where a residual layer's scales start.  A zero-initialized hyper-synthesis
+# puts them at the grid's floor, where sending nothing is free and any
+# information dear: sae-plus-hyper's el1 sent almost nothing for 7,000
+# steps.  Started at 1, a probe's el1 matched that run's 9,000-step
+# validation after 1,000 (docs/sae-plus-probes.md, "The collapse").  The
+# base, which codes the image itself, trained well from the floor and
+# keeps that start.
+RESIDUAL_INITIAL_SCALE = 1.0
 
 
 def scale_fn(index):
   """Scale index (0 .. SCALES_LEVELS - 1, float) -> Gaussian scale."""
-  step = (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
-  return tf.exp(np.log(SCALES_MIN) + step * index)
+  return tf.exp(np.log(SCALES_MIN) + _LOG_SCALE_STEP * index)
 
 
-def conv(filters, kernel, name, down=1, up=1, activation=None):
+def scale_index(scale):
+  """Gaussian scale -> its (float) index on the grid; inverse of scale_fn."""
+  return (np.log(scale) - np.log(SCALES_MIN)) / _LOG_SCALE_STEP
+
+
+def conv(filters, kernel, name, down=1, up=1, activation=None,
+         bias_initializer="zeros"):
   return SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
       strides_up=up, padding="same_zeros", use_bias=True,
-      activation=activation)
+      activation=activation, bias_initializer=bias_initializer)
 
 
 def hyper_analysis_transform(filters):
@@ -60,12 +74,18 @@ def hyper_analysis_transform(filters):
   ], name="hyper_analysis")
 
 
-def hyper_synthesis_transform(filters, latent_channels):
-  """ẑ -> [means, scale logits] of y (2 x latent_channels)."""
+def hyper_synthesis_transform(filters, latent_channels, initial_scale=None):
+  """ẑ -> [means, scale logits] of y (2 x latent_channels).  The scales
+  start near ``initial_scale`` (None: at the grid's floor), the means at 0."""
+  bias = "zeros"
+  if initial_scale is not None:
+    bias = tf.keras.initializers.Constant(np.concatenate([
+        np.zeros(latent_channels, np.float32),
+        np.full(latent_channels, scale_index(initial_scale), np.float32)]))
   return tf.keras.Sequential([
       conv(filters, 5, "layer_0", up=2, activation=tf.nn.leaky_relu),
       conv(filters, 5, "layer_1", up=2, activation=tf.nn.leaky_relu),
-      conv(2 * latent_channels, 3, "layer_2"),
+      conv(2 * latent_channels, 3, "layer_2", bias_initializer=bias),
   ], name="hyper_synthesis")
 
 
@@ -99,11 +119,12 @@ class MeanScaleCodec(LayerCodec):
 
   table_keys = TABLE_KEYS + GAUSSIAN_KEYS
 
-  def __init__(self, spec, name):
-    super().__init__(spec, name)
+  def __init__(self, spec, name, residual=False):
+    super().__init__(spec, name, residual)
     self.hyper_analysis = hyper_analysis_transform(spec.conv_filters)
     self.hyper_synthesis = hyper_synthesis_transform(
-        spec.conv_filters, spec.latent_channels)
+        spec.conv_filters, spec.latent_channels,
+        RESIDUAL_INITIAL_SCALE if residual else None)
     self.hyper_analysis.build((None, None, None, spec.latent_channels))
     self.hyper_synthesis.build((None, None, None, spec.conv_filters))
     self._gaussian_tables = None  # (cdf, cdf_offset) numpy, with the coder

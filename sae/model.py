@@ -50,7 +50,7 @@ class ScalableAutoEncoder(tf.keras.Model):
       raise ValueError("specs must hold at least one layer")
     self.specs = tuple(specs)
     self.metric = metric
-    self.codecs = [CODECS[s.kind](s, name=layer_name(k))
+    self.codecs = [CODECS[s.kind](s, name=layer_name(k), residual=k > 0)
                    for k, s in enumerate(self.specs)]
     self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
     # Coding runs the transforms on bands of this many latent pixels, so

@@ -28,7 +28,7 @@ def resolve_config(args, k) -> ModelConfig:
     specs[k] = dataclasses.replace(specs[k], lmbda=args.lmbda)
   if args.learning_rate is not None:
     specs[k] = dataclasses.replace(specs[k], learning_rate=args.learning_rate)
-  if getattr(args, "conv_filters", None) is not None:
+  if args.conv_filters is not None:
     specs[k] = dataclasses.replace(specs[k], conv_filters=args.conv_filters)
   if saved is not None:
     if saved.metric != args.metric:

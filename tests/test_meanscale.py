@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import checkpoints, codec as sae_codec, rangecode
+from sae import checkpoints, codec as sae_codec, meanscale, rangecode
 from sae.config import get_preset
 from sae.errors import InputError
 from sae.meanscale import MeanScaleCodec
@@ -187,3 +187,23 @@ def test_enhancement_layers_can_have_their_own_hyperprior():
   for k in (1, 2):
     np.testing.assert_array_equal(model.decompress(strings[:k], shape),
                                   to_uint8(expected[k - 1][0]))
+
+
+def test_a_residual_layer_starts_its_scales_at_one_the_base_at_the_floor():
+  # Where a fresh layer prices its latent (sae.meanscale,
+  # RESIDUAL_INITIAL_SCALE): at the floor, sending nothing is free and an
+  # enhancement layer learned to send nothing for thousands of steps.
+  tf.keras.utils.set_random_seed(3)
+  model = ScalableAutoEncoder(
+      get_preset("tiny", family="sae-plus-hyper").layers[:2])
+  image = tf.cast(random_image(64, 64, seed=4), tf.float32)[None]
+  indexes = []
+  for codec in model.codecs:
+    y = codec.analysis(image)
+    z_hat = tf.round(codec.hyper_analysis(y))
+    _, index = codec._entropy_parameters(z_hat, tf.shape(y)[1:3])
+    indexes.append(float(tf.reduce_mean(index)))
+  assert indexes[0] < 2
+  assert abs(indexes[1] - meanscale.scale_index(1.0)) < 2
+  np.testing.assert_allclose(meanscale.scale_fn(meanscale.scale_index(1.0)),
+                             1.0, rtol=1e-6)
