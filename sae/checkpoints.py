@@ -316,7 +316,7 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
   from sae.model import ScalableAutoEncoder
-  config = source_config = read_config(src)
+  config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training
     num_layers = finished_layers(src)
