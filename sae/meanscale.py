@@ -40,8 +40,8 @@ HYPER_STRIDE = 4
 # Where a residual layer's scales start.  A zero-initialized hyper-synthesis
 # puts them at the grid's floor, where sending nothing is free and any
 # information dear: sae-plus-hyper's el1 sent almost nothing for 7,000
-# steps.  Started at 1, a probe's el1 matched that run's 9,000-step
-# validation after 1,000 (docs/sae-plus-probes.md, "The collapse").  The
+# steps.  Started at 1, a probe's el1 passed that run's 10,000-step
+# validation loss after 3,000 (docs/sae-plus-probes.md, "The collapse").  The
 # base, which codes the image itself, trained well from the floor and
 # keeps that start.
 RESIDUAL_INITIAL_SCALE = 1.0
