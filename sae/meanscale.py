@@ -57,6 +57,12 @@ def scale_index(scale):
   return (np.log(scale) - np.log(SCALES_MIN)) / _LOG_SCALE_STEP
 
 
+def step_index_shift(step):
+  """How far a Gaussian's scale index moves when its variable is divided by
+  ``step``: the grid is log-spaced, so by log(step) / the grid's step."""
+  return float(np.log(step) / _LOG_SCALE_STEP)
+
+
 def conv(filters, kernel, name, down=1, up=1, activation=None,
          bias_initializer="zeros"):
   return SignalConv2D(
@@ -216,27 +222,30 @@ class MeanScaleCodec(LayerCodec):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
     return self.encode_latent(y)[0]
 
-  def encode_latent(self, y, version=2):
+  def encode_latent(self, y, version=2, step=1.0):
     """As LayerCodec.encode_latent; the hyper transforms run once for both
-    the string and the quantized latent."""
+    the string and the quantized latent.  ``step``: y is quantized at this
+    step around its means instead of 1, with the same Gaussians (nested
+    quantization of one latent, benchmarks/probe_nested.py)."""
     if version != 2:
       return super().encode_latent(y, version)  # refused: version 2 only
     z = self.hyper_analysis(y)
     z_symbols = self._prior_symbols(z)
     z_hat = self._prior_values(z_symbols, tf.shape(z)[1:3])
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
-    rows = self._gaussian_rows(index)
-    y_rounded = tf.round(y - mean)
+    rows = self._gaussian_rows(index - step_index_shift(step))
+    y_rounded = tf.round((y - mean) / step)
     y_symbols = tf.reshape(tf.cast(y_rounded, tf.int32), [1, -1])
     y_symbols -= tf.gather(self._gaussian_offset, rows)
     string = rangecode.encode_parts(self._tables, [
         (z_symbols, self._symbol_rows(tf.shape(z_symbols)[1])),
         (y_symbols, rows + self.prior_channels)])
-    return string, y_rounded + mean
+    return string, y_rounded * step + mean
 
-  def decompress_latent(self, string, latent_hw):
+  def decompress_latent(self, string, latent_hw, step=1.0):
     """(1,) string and [h, w] -> (1, h, w, C) quantized latent, in time
-    bounded by the symbol counts whatever the string holds."""
+    bounded by the symbol counts whatever the string holds (``step`` as in
+    encode_latent)."""
     latent_hw = tf.convert_to_tensor(latent_hw, tf.int32)
     z_hw = (latent_hw + HYPER_STRIDE - 1) // HYPER_STRIDE
     handle = rangecode.start_decoding(self._tables, string)
@@ -245,13 +254,13 @@ class MeanScaleCodec(LayerCodec):
         self._tables, handle, self._symbol_rows(num_z))
     z_hat = self._prior_values(z_symbols, z_hw)
     mean, index = self._entropy_parameters(z_hat, latent_hw)
-    rows = self._gaussian_rows(index)
+    rows = self._gaussian_rows(index - step_index_shift(step))
     handle, y_symbols = rangecode.decode_part(
         self._tables, handle, rows + self.prior_channels)
     y_symbols = checked(y_symbols, rangecode.finish_decoding(handle))
     y_symbols += tf.gather(self._gaussian_offset, rows)
     shape = tf.concat([[1], latent_hw, [self.spec.latent_channels]], 0)
-    return tf.cast(tf.reshape(y_symbols, shape), tf.float32) + mean
+    return tf.cast(tf.reshape(y_symbols, shape), tf.float32) * step + mean
 
   def compress_latent_v1(self, y):
     raise NotImplementedError("a mean-scale layer codes stream version 2 only")

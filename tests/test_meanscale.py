@@ -52,6 +52,23 @@ def test_the_encoder_keeps_the_latent_the_decoder_will_have():
     np.testing.assert_array_equal(y_hat.numpy(), codec.quantize(y).numpy())
 
 
+def test_a_coarser_step_codes_the_same_latent_in_fewer_bytes():
+  # Nested quantization (benchmarks/probe_nested.py): at step 3 the decoder
+  # gets y within half a step, in fewer bytes than at step 1.
+  codec = plus_model().codecs[0]
+  y = codec.analysis(tf.cast(random_image(64, 64, seed=4), tf.float32)[None])
+  sizes, errors = [], []
+  for step in (1.0, 3.0):
+    string, y_hat = codec.encode_latent(y, step=step)
+    np.testing.assert_array_equal(
+        y_hat.numpy(),
+        codec.decompress_latent(string, tf.shape(y)[1:3], step=step).numpy())
+    sizes.append(len(string.numpy()[0]))
+    errors.append(np.abs(y_hat.numpy() - y.numpy()).max())
+  assert sizes[1] < sizes[0]
+  assert errors[0] <= 0.5 + 1e-4 < errors[1] <= 1.5 + 1e-4
+
+
 # The tiny sae-plus model's streams of one image (seeded weights), pinned
 # so that a change of the mean-scale layer's stream bytes is seen before a
 # model of the family ships (tests/shipped_streams.json pins shipped ones).

@@ -1,0 +1,264 @@
+"""Probe f-nested: one mean-scale latent, refined by nested quantization.
+
+    python benchmarks/probe_nested.py train --steps 6000 --corpus DIR
+    python benchmarks/probe_nested.py evaluate --corpus DIR --kodak KODAK
+    python benchmarks/probe_plus.py table        # beside candidates a .. e
+
+Candidates a .. e of docs/sae-plus-probes.md stack auto-encoders, one per
+layer.  This one has a single mean-scale hyperprior model (sae.meanscale)
+whose latent y every layer refines: layer k quantizes y - mean at step
+STEPS[k] (9, 3, 1), and a bin of step 3s is exactly three bins of step s,
+so each layer says which third of the layer below's bin y is in (the
+trit-planes of DPICT, Lee et al., CVPR 2022).  One synthesis decodes any
+prefix; the side information is sent once, in the base.
+
+Training: the summed rate-distortion loss of the three rungs, each with
+uniform noise of its own step and the faithful model's lambda for that
+layer (0.001, 0.003, 0.01), so the one latent learns to serve every rung.
+
+Rate: k layers are measured as y coded at STEPS[k - 1] by the Gaussians
+the side information gives (sae.meanscale's range coder), after z, in
+sae.bitstream's container with k chunks.  By the chain rule that is what
+coding the rungs one after another costs (each third chosen with the
+Gaussian restricted to its parent bin), up to the range coder's few bytes
+of flush per layer; the layered coder itself is not written yet.
+
+Same protocol as probe_plus.py: the held-out split (every 16th image),
+128x128 crops, batch 8, seed 1, Adam 1e-3 without decay, and 2000 steps
+per layer: the cascade's three layers had 6000 steps in all, so this model
+gets 6000.  Its step runs one analysis and three syntheses.
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import signal
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import probe_plus  # noqa: E402
+from sae import bitstream, data, losses, metrics  # noqa: E402
+from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
+from sae.meanscale import (SCALES_LEVELS, MeanScaleCodec,  # noqa: E402
+                           gaussian_model, step_index_shift)
+from sae.model import to_uint8  # noqa: E402
+from sae.transforms import latent_shape, pad_to_stride  # noqa: E402
+
+CANDIDATE = "f-nested"
+STEPS = (9.0, 3.0, 1.0)  # quantization step of each layer, coarse to fine
+LAMBDAS = tuple(spec.lmbda for spec in PAPER_LAYERS[:len(STEPS)])
+# The cascade's el2 latent (96 channels) and the faithful width.
+SPEC = LayerSpec(conv_filters=48, latent_channels=96, lmbda=LAMBDAS[-1],
+                 paper_lambda=PAPER_LAYERS[2].paper_lambda,
+                 learning_rate=1e-3, kind="meanscale")
+
+
+def build_codec():
+  return MeanScaleCodec(SPEC, "nested")
+
+
+def forward(codec, x):
+  """(loss, per-rung bpp (K,), per-rung MSE (K,)) of a batch, under noise."""
+  y = codec.analysis(x)
+  z = codec.hyper_analysis(y)
+  z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
+  mean, index = codec._entropy_parameters(z_tilde, tf.shape(y)[1:3])
+  pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+  total, bpps, mses = 0.0, [], []
+  for step, lmbda in zip(STEPS, LAMBDAS):
+    rung_index = tf.clip_by_value(index - step_index_shift(step), 0.0,
+                                  SCALES_LEVELS - 1.0)
+    u_tilde, bits = gaussian_model()(y / step, rung_index, loc=mean / step,
+                                     training=True)
+    x_hat = codec.synthesis(u_tilde * step)
+    bpp = (bits + z_bits) / pixels
+    total += tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
+    bpps.append(tf.reduce_mean(bpp))
+    mses.append(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
+  return total, tf.stack(bpps), tf.stack(mses)
+
+
+def folder_of(out) -> pathlib.Path:
+  return pathlib.Path(out) / "nested"
+
+
+def cmd_train(args):
+  train_folder, _ = probe_plus.split_corpus(args.corpus, args.out)
+  tf.random.set_seed(args.seed)
+  codec = build_codec()
+  variables = codec.weight_variables
+  optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
+  folder = folder_of(args.out)
+  state = probe_plus.read_state(folder)
+  ckpt = tf.train.Checkpoint(codec=codec, optimizer=optimizer)
+  manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
+  if manager.latest_checkpoint:
+    ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  start = int(optimizer.iterations)
+  dataset = data.training_dataset(train_folder, args.patch_size,
+                                  args.batch_size, seed=args.seed + start)
+  shape = (args.batch_size, args.patch_size, args.patch_size, 3)
+
+  @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+  def step(batch):
+    with tf.GradientTape() as tape:
+      loss, bpp, mse = forward(codec, batch)
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return tf.concat([[loss], bpp, mse], 0)
+
+  folder.mkdir(parents=True, exist_ok=True)
+  log = folder / "log.csv"
+  if not log.exists():
+    log.write_text("step,loss," + ",".join(
+        f"{k}_{name}" for k in ("bpp", "psnr") for name in
+        (layer_name(i) for i in range(len(STEPS)))) + ",seconds\n")
+  timed = state.get("timed", {"steps": 0, "seconds": 0.0})
+  running, t_save = [], time.monotonic()
+
+  def save():
+    manager.save(checkpoint_number=int(optimizer.iterations))
+    state.update(steps=int(optimizer.iterations), timed=timed,
+                 seconds_per_step=timed["seconds"] / max(timed["steps"], 1),
+                 steps_of_rungs=list(STEPS), lambdas=list(LAMBDAS),
+                 patch_size=args.patch_size, batch_size=args.batch_size,
+                 seed=args.seed)
+    probe_plus.write_state(folder, state)
+
+  iterator = iter(dataset)
+  k = len(STEPS)
+  try:
+    for i in range(start, args.steps):
+      t0 = time.perf_counter()
+      values = step(next(iterator)).numpy()
+      if i > start:  # the first call traces
+        timed["steps"] += 1
+        timed["seconds"] += time.perf_counter() - t0
+      if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(f"loss {values[0]} at step {i}")
+      running.append(values)
+      if (i + 1) % 100 == 0 or i + 1 == args.steps:
+        mean = np.mean(running, axis=0)
+        psnrs = [10 * math.log10(255 ** 2 / m) for m in mean[1 + k:]]
+        with open(log, "a") as f:
+          f.write(f"{i + 1},{mean[0]:.5f}," + ",".join(
+              f"{v:.5f}" for v in mean[1:1 + k]) + "," + ",".join(
+                  f"{p:.3f}" for p in psnrs) + f",{timed['seconds']:.1f}\n")
+        running = []
+      if time.monotonic() - t_save > probe_plus.CHECKPOINT_SECONDS:
+        save()
+        t_save = time.monotonic()
+  except KeyboardInterrupt:
+    save()
+    raise
+  tf.train.Checkpoint(codec=codec).write(str(folder / "weights"))
+  state["finished"] = True
+  save()
+  print(f"{CANDIDATE}: {state['steps']} steps, "
+        f"{state['seconds_per_step']:.3f} s/step")
+  return 0
+
+
+def coders(codec, step):
+  """tf.functions (compress, decompress) of one rung."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+  def compress(image):
+    y = codec.analysis(pad_to_stride(tf.cast(image, tf.float32)[None]))
+    return codec.encode_latent(y, step=step)[0][0]
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.string),
+                                tf.TensorSpec([2], tf.int32)])
+  def decompress(string, image_hw):
+    y_hat = codec.decompress_latent(string[None], latent_shape(image_hw),
+                                    step=step)
+    return to_uint8(codec.synthesis(y_hat)[0, :image_hw[0], :image_hw[1]])
+
+  return compress, decompress
+
+
+def code_image(functions, image, k):
+  """(stream bytes, decoded uint8, encode s, decode s) with k layers."""
+  compress, decompress = functions[k - 1]
+  h, w = image.shape[:2]
+  t0 = time.perf_counter()
+  payload = compress(tf.constant(image)).numpy()
+  # k chunks, as a layered stream: the rungs' bytes counted in the first.
+  stream = bitstream.pack(h, w, [payload] + [b""] * (k - 1), [bytes(4)] * k,
+                          version=2)
+  t1 = time.perf_counter()
+  parsed = bitstream.unpack(stream)
+  decoded = decompress(tf.constant(parsed.payloads[0]),
+                       tf.constant([h, w], tf.int32)).numpy()
+  return stream, decoded, t1 - t0, time.perf_counter() - t1
+
+
+def cmd_evaluate(args):
+  folder = folder_of(args.out)
+  state = probe_plus.read_state(folder)
+  codec = build_codec()
+  tf.train.Checkpoint(codec=codec).read(
+      str(folder / "weights")).assert_existing_objects_matched()
+  codec.prepare_for_coding()
+  functions = [coders(codec, step) for step in STEPS]
+  warm = np.zeros((16, 16, 3), np.uint8)
+  for k in range(1, len(STEPS) + 1):
+    code_image(functions, warm, k)
+  _, held_out = probe_plus.split_corpus(args.corpus, args.out)
+  splits = {"validation": held_out, "kodak": data.list_images(args.kodak)}
+  result = {"candidate": CANDIDATE,
+            "kinds": [f"nested step {s:g}" for s in STEPS],
+            "layers": [{"name": layer_name(k), "steps": state["steps"],
+                        "seconds_per_step": state["seconds_per_step"]}
+                       for k in range(len(STEPS))],
+            "splits": {}}
+  for split, paths in splits.items():
+    rows = {key: [[] for _ in STEPS]
+            for key in ("bpp", "psnr", "encode_s", "decode_s")}
+    for path in paths:
+      image = data.load_image(path)
+      h, w = image.shape[:2]
+      for k in range(1, len(STEPS) + 1):
+        stream, decoded, enc, dec = code_image(functions, image, k)
+        rows["bpp"][k - 1].append(metrics.bits_per_pixel(len(stream), h, w))
+        rows["psnr"][k - 1].append(metrics.psnr(image, decoded))
+        rows["encode_s"][k - 1].append(enc)
+        rows["decode_s"][k - 1].append(dec)
+    result["splits"][split] = {
+        "images": len(paths),
+        **{key: [float(np.mean(v)) for v in values]
+           for key, values in rows.items()}}
+    print(split, json.dumps(result["splits"][split]))
+  probe_plus.atomic_write(
+      pathlib.Path(args.out) / f"eval-{CANDIDATE}.json",
+      (json.dumps(result, indent=2) + "\n").encode())
+  return 0
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("command", choices=("train", "evaluate"))
+  p.add_argument("--steps", type=int, default=2000 * len(STEPS),
+                 help="training steps in all (default: 2000 per layer)")
+  p.add_argument("--patch-size", type=int, default=128)
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--corpus", default="corpus/clic2018")
+  p.add_argument("--kodak", default="kodak")
+  p.add_argument("--out", default="logs/probes")
+  args = p.parse_args(argv)
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
+  return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
