@@ -15,6 +15,9 @@ prefix; the side information is sent once, in the base.
 Training: the summed rate-distortion loss of the three rungs, each with
 uniform noise of its own step and the faithful model's lambda for that
 layer (0.001, 0.003, 0.01), so the one latent learns to serve every rung.
+``--top-only`` (candidate g-nested-top) trains on the finest rung's loss
+alone, a single-rate model, and codes the coarser rungs all the same, as
+DPICT does.
 
 Rate: k layers are measured as y coded at STEPS[k - 1] by the Gaussians
 the side information gives (sae.meanscale's range coder), after z, in
@@ -30,7 +33,6 @@ gets 6000.  Its step runs one analysis and three syntheses.
 """
 
 import argparse
-import json
 import math
 import os
 import pathlib
@@ -47,14 +49,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import probe_plus  # noqa: E402
-from sae import bitstream, data, losses, metrics  # noqa: E402
+from sae import bitstream, data, losses  # noqa: E402
 from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
 from sae.meanscale import (SCALES_LEVELS, MeanScaleCodec,  # noqa: E402
                            gaussian_model, step_index_shift)
 from sae.model import to_uint8  # noqa: E402
 from sae.transforms import latent_shape, pad_to_stride  # noqa: E402
 
-CANDIDATE = "f-nested"
+CANDIDATES = {False: "f-nested", True: "g-nested-top"}  # by --top-only
 STEPS = (9.0, 3.0, 1.0)  # quantization step of each layer, coarse to fine
 LAMBDAS = tuple(spec.lmbda for spec in PAPER_LAYERS[:len(STEPS)])
 # The cascade's el2 latent (96 channels) and the faithful width.
@@ -67,29 +69,34 @@ def build_codec():
   return MeanScaleCodec(SPEC, "nested")
 
 
-def forward(codec, x):
-  """(loss, per-rung bpp (K,), per-rung MSE (K,)) of a batch, under noise."""
+def forward(codec, x, rung_weights):
+  """(loss, per-rung bpp (K,), per-rung MSE (K,)) of a batch, under noise;
+  the loss sums the rungs' rate-distortion losses, weighted."""
   y = codec.analysis(x)
   z = codec.hyper_analysis(y)
   z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
   mean, index = codec._entropy_parameters(z_tilde, tf.shape(y)[1:3])
   pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
   total, bpps, mses = 0.0, [], []
-  for step, lmbda in zip(STEPS, LAMBDAS):
+  for step, lmbda, weight in zip(STEPS, LAMBDAS, rung_weights):
     rung_index = tf.clip_by_value(index - step_index_shift(step), 0.0,
                                   SCALES_LEVELS - 1.0)
     u_tilde, bits = gaussian_model()(y / step, rung_index, loc=mean / step,
                                      training=True)
     x_hat = codec.synthesis(u_tilde * step)
     bpp = (bits + z_bits) / pixels
-    total += tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
+    total += weight * tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
     bpps.append(tf.reduce_mean(bpp))
     mses.append(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
   return total, tf.stack(bpps), tf.stack(mses)
 
 
-def folder_of(out) -> pathlib.Path:
-  return pathlib.Path(out) / "nested"
+def folder_of(args) -> pathlib.Path:
+  return pathlib.Path(args.out) / ("nested-top" if args.top_only else "nested")
+
+
+def rung_weights(args):
+  return (0.0,) * (len(STEPS) - 1) + (1.0,) if args.top_only else (1.0,) * len(STEPS)
 
 
 def cmd_train(args):
@@ -98,8 +105,9 @@ def cmd_train(args):
   codec = build_codec()
   variables = codec.weight_variables
   optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
-  folder = folder_of(args.out)
+  folder = folder_of(args)
   state = probe_plus.read_state(folder)
+  weights = rung_weights(args)
   ckpt = tf.train.Checkpoint(codec=codec, optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
@@ -112,7 +120,7 @@ def cmd_train(args):
   @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
   def step(batch):
     with tf.GradientTape() as tape:
-      loss, bpp, mse = forward(codec, batch)
+      loss, bpp, mse = forward(codec, batch, weights)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return tf.concat([[loss], bpp, mse], 0)
 
@@ -123,47 +131,30 @@ def cmd_train(args):
         f"{k}_{name}" for k in ("bpp", "psnr") for name in
         (layer_name(i) for i in range(len(STEPS)))) + ",seconds\n")
   timed = state.get("timed", {"steps": 0, "seconds": 0.0})
-  running, t_save = [], time.monotonic()
 
   def save():
     manager.save(checkpoint_number=int(optimizer.iterations))
     state.update(steps=int(optimizer.iterations), timed=timed,
                  seconds_per_step=timed["seconds"] / max(timed["steps"], 1),
                  steps_of_rungs=list(STEPS), lambdas=list(LAMBDAS),
+                 rung_weights=list(weights),
                  patch_size=args.patch_size, batch_size=args.batch_size,
                  seed=args.seed)
     probe_plus.write_state(folder, state)
 
-  iterator = iter(dataset)
-  k = len(STEPS)
-  try:
-    for i in range(start, args.steps):
-      t0 = time.perf_counter()
-      values = step(next(iterator)).numpy()
-      if i > start:  # the first call traces
-        timed["steps"] += 1
-        timed["seconds"] += time.perf_counter() - t0
-      if not all(math.isfinite(v) for v in values):
-        raise FloatingPointError(f"loss {values[0]} at step {i}")
-      running.append(values)
-      if (i + 1) % 100 == 0 or i + 1 == args.steps:
-        mean = np.mean(running, axis=0)
-        psnrs = [10 * math.log10(255 ** 2 / m) for m in mean[1 + k:]]
-        with open(log, "a") as f:
-          f.write(f"{i + 1},{mean[0]:.5f}," + ",".join(
-              f"{v:.5f}" for v in mean[1:1 + k]) + "," + ",".join(
-                  f"{p:.3f}" for p in psnrs) + f",{timed['seconds']:.1f}\n")
-        running = []
-      if time.monotonic() - t_save > probe_plus.CHECKPOINT_SECONDS:
-        save()
-        t_save = time.monotonic()
-  except KeyboardInterrupt:
-    save()
-    raise
+  def log_row(i, means):
+    k = len(STEPS)
+    psnrs = [10 * math.log10(255 ** 2 / m) for m in means[1 + k:]]
+    return (f"{i},{means[0]:.5f}," + ",".join(f"{v:.5f}" for v in means[1:1 + k])
+            + "," + ",".join(f"{p:.3f}" for p in psnrs)
+            + f",{timed['seconds']:.1f}")
+
+  probe_plus.run_steps(step, iter(dataset), start, args.steps, timed, save,
+                       log, log_row)
   tf.train.Checkpoint(codec=codec).write(str(folder / "weights"))
   state["finished"] = True
   save()
-  print(f"{CANDIDATE}: {state['steps']} steps, "
+  print(f"{CANDIDATES[args.top_only]}: {state['steps']} steps, "
         f"{state['seconds_per_step']:.3f} s/step")
   return 0
 
@@ -203,7 +194,7 @@ def code_image(functions, image, k):
 
 
 def cmd_evaluate(args):
-  folder = folder_of(args.out)
+  folder = folder_of(args)
   state = probe_plus.read_state(folder)
   codec = build_codec()
   tf.train.Checkpoint(codec=codec).read(
@@ -213,34 +204,12 @@ def cmd_evaluate(args):
   warm = np.zeros((16, 16, 3), np.uint8)
   for k in range(1, len(STEPS) + 1):
     code_image(functions, warm, k)
-  _, held_out = probe_plus.split_corpus(args.corpus, args.out)
-  splits = {"validation": held_out, "kodak": data.list_images(args.kodak)}
-  result = {"candidate": CANDIDATE,
-            "kinds": [f"nested step {s:g}" for s in STEPS],
-            "layers": [{"name": layer_name(k), "steps": state["steps"],
-                        "seconds_per_step": state["seconds_per_step"]}
-                       for k in range(len(STEPS))],
-            "splits": {}}
-  for split, paths in splits.items():
-    rows = {key: [[] for _ in STEPS]
-            for key in ("bpp", "psnr", "encode_s", "decode_s")}
-    for path in paths:
-      image = data.load_image(path)
-      h, w = image.shape[:2]
-      for k in range(1, len(STEPS) + 1):
-        stream, decoded, enc, dec = code_image(functions, image, k)
-        rows["bpp"][k - 1].append(metrics.bits_per_pixel(len(stream), h, w))
-        rows["psnr"][k - 1].append(metrics.psnr(image, decoded))
-        rows["encode_s"][k - 1].append(enc)
-        rows["decode_s"][k - 1].append(dec)
-    result["splits"][split] = {
-        "images": len(paths),
-        **{key: [float(np.mean(v)) for v in values]
-           for key, values in rows.items()}}
-    print(split, json.dumps(result["splits"][split]))
-  probe_plus.atomic_write(
-      pathlib.Path(args.out) / f"eval-{CANDIDATE}.json",
-      (json.dumps(result, indent=2) + "\n").encode())
+  layers = [{"name": layer_name(k), "steps": state["steps"],
+             "seconds_per_step": state["seconds_per_step"]}
+            for k in range(len(STEPS))]
+  probe_plus.write_evaluation(
+      args, CANDIDATES[args.top_only], [f"nested step {s:g}" for s in STEPS],
+      layers, lambda image, k: code_image(functions, image, k))
   return 0
 
 
@@ -249,12 +218,9 @@ def main(argv=None):
   p.add_argument("command", choices=("train", "evaluate"))
   p.add_argument("--steps", type=int, default=2000 * len(STEPS),
                  help="training steps in all (default: 2000 per layer)")
-  p.add_argument("--patch-size", type=int, default=128)
-  p.add_argument("--batch-size", type=int, default=8)
-  p.add_argument("--seed", type=int, default=1)
-  p.add_argument("--corpus", default="corpus/clic2018")
-  p.add_argument("--kodak", default="kodak")
-  p.add_argument("--out", default="logs/probes")
+  probe_plus.add_protocol_arguments(p)
+  p.add_argument("--top-only", action="store_true",
+                 help="train on the finest rung's loss alone (g-nested-top)")
   args = p.parse_args(argv)
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)

@@ -126,7 +126,6 @@ def train_layer(kinds, k, args, train_folder):
   if not log.exists():
     log.write_text("step,loss,bpp,mse,psnr,seconds\n")
   timed = state.get("timed", {"steps": 0, "seconds": 0.0})
-  running, t_save = [], time.monotonic()
 
   def save():
     manager.save(checkpoint_number=int(optimizer.iterations))
@@ -137,31 +136,12 @@ def train_layer(kinds, k, args, train_folder):
                  lmbda=PAPER_LAYERS[k].lmbda, lower_sha256=lower_before)
     write_state(folder, state)
 
-  iterator = iter(dataset)
-  try:
-    for i in range(start, args.steps):
-      x = next(iterator)
-      t0 = time.perf_counter()
-      values = step(x).numpy()
-      if i > start:  # the first call traces
-        timed["steps"] += 1
-        timed["seconds"] += time.perf_counter() - t0
-      if not all(math.isfinite(v) for v in values):
-        raise FloatingPointError(f"loss {values[0]} at step {i}")
-      running.append(values)
-      if (i + 1) % 100 == 0 or i + 1 == args.steps:
-        loss, bpp, mse = np.mean(running, axis=0)
-        with open(log, "a") as f:
-          f.write(f"{i + 1},{loss:.5f},{bpp:.5f},{mse:.3f},"
-                  f"{10 * math.log10(255 ** 2 / mse):.3f},"
-                  f"{timed['seconds']:.1f}\n")
-        running = []
-      if time.monotonic() - t_save > CHECKPOINT_SECONDS:
-        save()
-        t_save = time.monotonic()
-  except KeyboardInterrupt:
-    save()
-    raise
+  def log_row(i, means):
+    loss, bpp, mse = means
+    return (f"{i},{loss:.5f},{bpp:.5f},{mse:.3f},"
+            f"{10 * math.log10(255 ** 2 / mse):.3f},{timed['seconds']:.1f}")
+
+  run_steps(step, iter(dataset), start, args.steps, timed, save, log, log_row)
   if [layer.digest() for layer in model.plus_layers[:k]] != lower_before:
     raise RuntimeError("a frozen lower layer changed during training")
   tf.train.Checkpoint(layer=model.plus_layers[k]).write(str(folder / "weights"))
@@ -169,6 +149,34 @@ def train_layer(kinds, k, args, train_folder):
   save()
   print(f"{folder.name}: {state['steps']} steps, "
         f"{state['seconds_per_step']:.3f} s/step")
+
+
+def run_steps(step, iterator, start, steps, timed, save, log, log_row):
+  """Runs ``step(batch) -> values`` (values[0] the loss) from ``start`` to
+  ``steps``: timed in ``timed`` (the first call traces, so it is not),
+  one line ``log_row(step, mean values)`` in ``log`` per 100 steps, saved
+  by ``save()`` every CHECKPOINT_SECONDS and on Ctrl-C or SIGTERM."""
+  running, t_save = [], time.monotonic()
+  try:
+    for i in range(start, steps):
+      t0 = time.perf_counter()
+      values = step(next(iterator)).numpy()
+      if i > start:
+        timed["steps"] += 1
+        timed["seconds"] += time.perf_counter() - t0
+      if not all(math.isfinite(v) for v in values):
+        raise FloatingPointError(f"loss {values[0]} at step {i}")
+      running.append(values)
+      if (i + 1) % 100 == 0 or i + 1 == steps:
+        with open(log, "a") as f:
+          f.write(log_row(i + 1, np.mean(running, axis=0)) + "\n")
+        running = []
+      if time.monotonic() - t_save > CHECKPOINT_SECONDS:
+        save()
+        t_save = time.monotonic()
+  except KeyboardInterrupt:
+    save()
+    raise
 
 
 def cmd_train(args):
@@ -219,14 +227,24 @@ def cmd_evaluate(args):
   warm = np.zeros((16, 16, 3), np.uint8)
   for k in range(1, len(kinds) + 1):
     code_image(model, coders, warm, k)
-  _, held_out = split_corpus(args.corpus, args.out)
-  splits = {"validation": held_out, "kodak": data.list_images(args.kodak)}
-  result = {"candidate": args.candidate, "kinds": list(kinds), "layers": [],
-            "splits": {}}
+  layers = []
   for k in range(len(kinds)):
     state = read_state(layer_dir(args.out, kinds, k))
-    result["layers"].append({"name": layer_name(k), "steps": state["steps"],
-                             "seconds_per_step": state["seconds_per_step"]})
+    layers.append({"name": layer_name(k), "steps": state["steps"],
+                   "seconds_per_step": state["seconds_per_step"]})
+  write_evaluation(args, args.candidate, list(kinds), layers,
+                   lambda image, k: code_image(model, coders, image, k))
+  return 0
+
+
+def write_evaluation(args, candidate, kinds, layers, code):
+  """Codes the held-out photographs and Kodak with 1..len(kinds) layers by
+  ``code(image, k) -> (stream, decoded, encode s, decode s)`` and writes
+  the means to eval-<candidate>.json, which ``table`` reads."""
+  _, held_out = split_corpus(args.corpus, args.out)
+  splits = {"validation": held_out, "kodak": data.list_images(args.kodak)}
+  result = {"candidate": candidate, "kinds": kinds, "layers": layers,
+            "splits": {}}
   for split, paths in splits.items():
     rows = {key: [[] for _ in kinds]
             for key in ("bpp", "psnr", "encode_s", "decode_s")}
@@ -234,7 +252,7 @@ def cmd_evaluate(args):
       image = data.load_image(path)
       h, w = image.shape[:2]
       for k in range(1, len(kinds) + 1):
-        stream, decoded, enc, dec = code_image(model, coders, image, k)
+        stream, decoded, enc, dec = code(image, k)
         rows["bpp"][k - 1].append(metrics.bits_per_pixel(len(stream), h, w))
         rows["psnr"][k - 1].append(metrics.psnr(image, decoded))
         rows["encode_s"][k - 1].append(enc)
@@ -244,9 +262,8 @@ def cmd_evaluate(args):
         **{key: [float(np.mean(v)) for v in values]
            for key, values in rows.items()}}
     print(split, json.dumps(result["splits"][split]))
-  atomic_write(pathlib.Path(args.out) / f"eval-{args.candidate}.json",
+  atomic_write(pathlib.Path(args.out) / f"eval-{candidate}.json",
                (json.dumps(result, indent=2) + "\n").encode())
-  return 0
 
 
 def cmd_table(args):
@@ -315,6 +332,16 @@ def cmd_speed(args):
   return 0
 
 
+def add_protocol_arguments(p):
+  """The options every probe shares: crops, seed, data and output."""
+  p.add_argument("--patch-size", type=int, default=128)
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--corpus", default="corpus/clic2018")
+  p.add_argument("--kodak", default="kodak")
+  p.add_argument("--out", default="logs/probes")
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("command", choices=("train", "evaluate", "table", "speed"))
@@ -324,12 +351,7 @@ def main(argv=None):
                  help="train / evaluate layers 0..L-1")
   p.add_argument("--layer", type=int, default=0, help="speed: the layer timed")
   p.add_argument("--steps", type=int, default=2000, help="steps per layer")
-  p.add_argument("--patch-size", type=int, default=128)
-  p.add_argument("--batch-size", type=int, default=8)
-  p.add_argument("--seed", type=int, default=1)
-  p.add_argument("--corpus", default="corpus/clic2018")
-  p.add_argument("--kodak", default="kodak")
-  p.add_argument("--out", default="logs/probes")
+  add_protocol_arguments(p)
   args = p.parse_args(argv)
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   return {"train": cmd_train, "evaluate": cmd_evaluate, "table": cmd_table,
