@@ -69,23 +69,25 @@ def build_codec():
   return MeanScaleCodec(SPEC, "nested")
 
 
-def forward(codec, x, rung_weights):
-  """(loss, per-rung bpp (K,), per-rung MSE (K,)) of a batch, under noise;
-  the loss sums the rungs' rate-distortion losses, weighted."""
+def forward(codec, x, rungs):
+  """(loss, bpp, MSE) of a batch under noise: the loss sums the
+  rate-distortion losses of the rungs trained (indexes into STEPS), whose
+  bpp and MSE come as (len(rungs),) vectors."""
   y = codec.analysis(x)
   z = codec.hyper_analysis(y)
   z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
   mean, index = codec._entropy_parameters(z_tilde, tf.shape(y)[1:3])
   pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
   total, bpps, mses = 0.0, [], []
-  for step, lmbda, weight in zip(STEPS, LAMBDAS, rung_weights):
+  for rung in rungs:
+    step, lmbda = STEPS[rung], LAMBDAS[rung]
     rung_index = tf.clip_by_value(index - step_index_shift(step), 0.0,
                                   SCALES_LEVELS - 1.0)
     u_tilde, bits = gaussian_model()(y / step, rung_index, loc=mean / step,
                                      training=True)
     x_hat = codec.synthesis(u_tilde * step)
     bpp = (bits + z_bits) / pixels
-    total += weight * tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
+    total += tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
     bpps.append(tf.reduce_mean(bpp))
     mses.append(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
   return total, tf.stack(bpps), tf.stack(mses)
@@ -95,8 +97,8 @@ def folder_of(args) -> pathlib.Path:
   return pathlib.Path(args.out) / ("nested-top" if args.top_only else "nested")
 
 
-def rung_weights(args):
-  return (0.0,) * (len(STEPS) - 1) + (1.0,) if args.top_only else (1.0,) * len(STEPS)
+def trained_rungs(args):
+  return (len(STEPS) - 1,) if args.top_only else tuple(range(len(STEPS)))
 
 
 def cmd_train(args):
@@ -107,7 +109,7 @@ def cmd_train(args):
   optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
   folder = folder_of(args)
   state = probe_plus.read_state(folder)
-  weights = rung_weights(args)
+  rungs = trained_rungs(args)
   ckpt = tf.train.Checkpoint(codec=codec, optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
@@ -120,7 +122,7 @@ def cmd_train(args):
   @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
   def step(batch):
     with tf.GradientTape() as tape:
-      loss, bpp, mse = forward(codec, batch, weights)
+      loss, bpp, mse = forward(codec, batch, rungs)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return tf.concat([[loss], bpp, mse], 0)
 
@@ -129,7 +131,7 @@ def cmd_train(args):
   if not log.exists():
     log.write_text("step,loss," + ",".join(
         f"{k}_{name}" for k in ("bpp", "psnr") for name in
-        (layer_name(i) for i in range(len(STEPS)))) + ",seconds\n")
+        (layer_name(i) for i in rungs)) + ",seconds\n")
   timed = state.get("timed", {"steps": 0, "seconds": 0.0})
 
   def save():
@@ -137,13 +139,13 @@ def cmd_train(args):
     state.update(steps=int(optimizer.iterations), timed=timed,
                  seconds_per_step=timed["seconds"] / max(timed["steps"], 1),
                  steps_of_rungs=list(STEPS), lambdas=list(LAMBDAS),
-                 rung_weights=list(weights),
+                 trained_rungs=list(rungs),
                  patch_size=args.patch_size, batch_size=args.batch_size,
                  seed=args.seed)
     probe_plus.write_state(folder, state)
 
   def log_row(i, means):
-    k = len(STEPS)
+    k = len(rungs)
     psnrs = [10 * math.log10(255 ** 2 / m) for m in means[1 + k:]]
     return (f"{i},{means[0]:.5f}," + ",".join(f"{v:.5f}" for v in means[1:1 + k])
             + "," + ",".join(f"{p:.3f}" for p in psnrs)
