@@ -15,9 +15,9 @@ prefix; the side information is sent once, in the base.
 Training: the summed rate-distortion loss of the three rungs, each with
 uniform noise of its own step and the faithful model's lambda for that
 layer (0.001, 0.003, 0.01), so the one latent learns to serve every rung.
-``--top-only`` (candidate g-nested-top) trains on the finest rung's loss
-alone, a single-rate model, and codes the coarser rungs all the same, as
-DPICT does.
+``--rung-weights`` weighs them: 0,0,1 (candidate g-nested-top) trains on
+the finest rung's loss alone, a single-rate model, and codes the coarser
+rungs all the same, as DPICT does.
 
 Rate: k layers are measured as y coded at STEPS[k - 1] by the Gaussians
 the side information gives (sae.meanscale's range coder), after z, in
@@ -56,7 +56,8 @@ from sae.meanscale import (SCALES_LEVELS, MeanScaleCodec,  # noqa: E402
 from sae.model import to_uint8  # noqa: E402
 from sae.transforms import latent_shape, pad_to_stride  # noqa: E402
 
-CANDIDATES = {False: "f-nested", True: "g-nested-top"}  # by --top-only
+# Candidate names of some --rung-weights; others are named by their weights.
+NAMED = {(1.0, 1.0, 1.0): "f-nested", (0.0, 0.0, 1.0): "g-nested-top"}
 STEPS = (9.0, 3.0, 1.0)  # quantization step of each layer, coarse to fine
 LAMBDAS = tuple(spec.lmbda for spec in PAPER_LAYERS[:len(STEPS)])
 # The cascade's el2 latent (96 channels) and the faithful width.
@@ -69,17 +70,17 @@ def build_codec():
   return MeanScaleCodec(SPEC, "nested")
 
 
-def forward(codec, x, rungs):
+def forward(codec, x, rungs, weights):
   """(loss, bpp, MSE) of a batch under noise: the loss sums the
-  rate-distortion losses of the rungs trained (indexes into STEPS), whose
-  bpp and MSE come as (len(rungs),) vectors."""
+  rate-distortion losses of the rungs trained (indexes into STEPS) times
+  their weights; bpp and MSE come as (len(rungs),) vectors."""
   y = codec.analysis(x)
   z = codec.hyper_analysis(y)
   z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
   mean, index = codec._entropy_parameters(z_tilde, tf.shape(y)[1:3])
   pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
   total, bpps, mses = 0.0, [], []
-  for rung in rungs:
+  for rung, weight in zip(rungs, weights):
     step, lmbda = STEPS[rung], LAMBDAS[rung]
     rung_index = tf.clip_by_value(index - step_index_shift(step), 0.0,
                                   SCALES_LEVELS - 1.0)
@@ -87,18 +88,26 @@ def forward(codec, x, rungs):
                                      training=True)
     x_hat = codec.synthesis(u_tilde * step)
     bpp = (bits + z_bits) / pixels
-    total += tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
+    total += weight * tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
     bpps.append(tf.reduce_mean(bpp))
     mses.append(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
   return total, tf.stack(bpps), tf.stack(mses)
 
 
 def folder_of(args) -> pathlib.Path:
-  return pathlib.Path(args.out) / ("nested-top" if args.top_only else "nested")
+  folder = candidate(args).replace("f-", "", 1).replace("g-", "", 1)
+  return pathlib.Path(args.out) / folder
+
+
+def candidate(args) -> str:
+  weights = tuple(args.rung_weights)
+  return NAMED.get(weights, "f-nested-w" + "-".join(f"{w:g}" for w in weights))
 
 
 def trained_rungs(args):
-  return (len(STEPS) - 1,) if args.top_only else tuple(range(len(STEPS)))
+  """(rungs with a weight, their weights): a rung weighing 0 is not run."""
+  rungs = tuple(i for i, w in enumerate(args.rung_weights) if w)
+  return rungs, tuple(args.rung_weights[i] for i in rungs)
 
 
 def cmd_train(args):
@@ -109,7 +118,7 @@ def cmd_train(args):
   optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
   folder = folder_of(args)
   state = probe_plus.read_state(folder)
-  rungs = trained_rungs(args)
+  rungs, weights = trained_rungs(args)
   ckpt = tf.train.Checkpoint(codec=codec, optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
@@ -122,7 +131,7 @@ def cmd_train(args):
   @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
   def step(batch):
     with tf.GradientTape() as tape:
-      loss, bpp, mse = forward(codec, batch, rungs)
+      loss, bpp, mse = forward(codec, batch, rungs, weights)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return tf.concat([[loss], bpp, mse], 0)
 
@@ -139,7 +148,7 @@ def cmd_train(args):
     state.update(steps=int(optimizer.iterations), timed=timed,
                  seconds_per_step=timed["seconds"] / max(timed["steps"], 1),
                  steps_of_rungs=list(STEPS), lambdas=list(LAMBDAS),
-                 trained_rungs=list(rungs),
+                 rung_weights=list(args.rung_weights),
                  patch_size=args.patch_size, batch_size=args.batch_size,
                  seed=args.seed)
     probe_plus.write_state(folder, state)
@@ -156,7 +165,7 @@ def cmd_train(args):
   tf.train.Checkpoint(codec=codec).write(str(folder / "weights"))
   state["finished"] = True
   save()
-  print(f"{CANDIDATES[args.top_only]}: {state['steps']} steps, "
+  print(f"{candidate(args)}: {state['steps']} steps, "
         f"{state['seconds_per_step']:.3f} s/step")
   return 0
 
@@ -210,9 +219,17 @@ def cmd_evaluate(args):
              "seconds_per_step": state["seconds_per_step"]}
             for k in range(len(STEPS))]
   probe_plus.write_evaluation(
-      args, CANDIDATES[args.top_only], [f"nested step {s:g}" for s in STEPS],
+      args, candidate(args), [f"nested step {s:g}" for s in STEPS],
       layers, lambda image, k: code_image(functions, image, k))
   return 0
+
+
+def rung_weights(text):
+  weights = tuple(float(w) for w in text.split(","))
+  if len(weights) != len(STEPS) or min(weights) < 0 or not any(weights):
+    raise argparse.ArgumentTypeError(
+        f"need {len(STEPS)} weights >= 0, not all 0")
+  return weights
 
 
 def main(argv=None):
@@ -221,8 +238,10 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=2000 * len(STEPS),
                  help="training steps in all (default: 2000 per layer)")
   probe_plus.add_protocol_arguments(p)
-  p.add_argument("--top-only", action="store_true",
-                 help="train on the finest rung's loss alone (g-nested-top)")
+  p.add_argument("--rung-weights", type=rung_weights, default=(1.0,) * len(STEPS),
+                 metavar="W0,W1,W2",
+                 help="weight of each rung's loss (default: all 1; 0,0,1: "
+                 "g-nested-top, the finest rung alone)")
   args = p.parse_args(argv)
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
