@@ -29,7 +29,7 @@ of flush per layer; the layered coder itself is not written yet.
 Same protocol as probe_plus.py: the held-out split (every 16th image),
 128x128 crops, batch 8, seed 1, Adam 1e-3 without decay, and 2000 steps
 per layer: the cascade's three layers had 6000 steps in all, so this model
-gets 6000.  Its step runs one analysis and three syntheses.
+gets 6000.  Its step runs one analysis and a synthesis per rung trained.
 """
 
 import argparse
