@@ -51,8 +51,8 @@ import tensorflow as tf  # noqa: E402
 import probe_plus  # noqa: E402
 from sae import bitstream, data, losses  # noqa: E402
 from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
-from sae.meanscale import (SCALES_LEVELS, MeanScaleCodec,  # noqa: E402
-                           gaussian_model, step_index_shift)
+from sae.meanscale import (MeanScaleCodec, gaussian_model,  # noqa: E402
+                           index_at_step)
 from sae.model import to_uint8  # noqa: E402
 from sae.transforms import latent_shape, pad_to_stride  # noqa: E402
 
@@ -82,10 +82,8 @@ def forward(codec, x, rungs, weights):
   total, bpps, mses = 0.0, [], []
   for rung, weight in zip(rungs, weights):
     step, lmbda = STEPS[rung], LAMBDAS[rung]
-    rung_index = tf.clip_by_value(index - step_index_shift(step), 0.0,
-                                  SCALES_LEVELS - 1.0)
-    u_tilde, bits = gaussian_model()(y / step, rung_index, loc=mean / step,
-                                     training=True)
+    u_tilde, bits = gaussian_model()(y / step, index_at_step(index, step),
+                                     loc=mean / step, training=True)
     x_hat = codec.synthesis(u_tilde * step)
     bpp = (bits + z_bits) / pixels
     total += weight * tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))

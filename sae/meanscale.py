@@ -57,10 +57,14 @@ def scale_index(scale):
   return (np.log(scale) - np.log(SCALES_MIN)) / _LOG_SCALE_STEP
 
 
-def step_index_shift(step):
-  """How far a Gaussian's scale index moves when its variable is divided by
-  ``step``: the grid is log-spaced, so by log(step) / the grid's step."""
-  return float(np.log(step) / _LOG_SCALE_STEP)
+def index_at_step(index, step):
+  """Scale indexes of y's Gaussians -> those of (y - mean) / ``step``: the
+  grid is log-spaced, so they move down by log(step) / the grid's step
+  (kept on the grid; at step 1 unchanged)."""
+  if step == 1:
+    return index
+  return tf.clip_by_value(index - float(np.log(step) / _LOG_SCALE_STEP),
+                          0.0, SCALES_LEVELS - 1.0)
 
 
 def conv(filters, kernel, name, down=1, up=1, activation=None,
@@ -233,7 +237,7 @@ class MeanScaleCodec(LayerCodec):
     z_symbols = self._prior_symbols(z)
     z_hat = self._prior_values(z_symbols, tf.shape(z)[1:3])
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
-    rows = self._gaussian_rows(index - step_index_shift(step))
+    rows = self._gaussian_rows(index_at_step(index, step))
     y_rounded = tf.round((y - mean) / step)
     y_symbols = tf.reshape(tf.cast(y_rounded, tf.int32), [1, -1])
     y_symbols -= tf.gather(self._gaussian_offset, rows)
@@ -254,7 +258,7 @@ class MeanScaleCodec(LayerCodec):
         self._tables, handle, self._symbol_rows(num_z))
     z_hat = self._prior_values(z_symbols, z_hw)
     mean, index = self._entropy_parameters(z_hat, latent_hw)
-    rows = self._gaussian_rows(index - step_index_shift(step))
+    rows = self._gaussian_rows(index_at_step(index, step))
     handle, y_symbols = rangecode.decode_part(
         self._tables, handle, rows + self.prior_channels)
     y_symbols = checked(y_symbols, rangecode.finish_decoding(handle))
