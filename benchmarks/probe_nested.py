@@ -51,13 +51,17 @@ import tensorflow as tf  # noqa: E402
 import probe_plus  # noqa: E402
 from sae import bitstream, data, losses  # noqa: E402
 from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
+from sae.layer import LayerCodec  # noqa: E402
 from sae.meanscale import (MeanScaleCodec, gaussian_model,  # noqa: E402
                            index_at_step)
 from sae.model import to_uint8  # noqa: E402
-from sae.transforms import latent_shape, pad_to_stride  # noqa: E402
+from sae.transforms import (SynthesisTransform, latent_shape,  # noqa: E402
+                            pad_to_stride)
 
 # Candidate names of some --rung-weights; others are named by their weights.
-NAMED = {(1.0, 1.0, 1.0): "f-nested", (0.0, 0.0, 1.0): "g-nested-top"}
+NAMED = {(1.0, 1.0, 1.0): "f-nested", (0.0, 0.0, 1.0): "g-nested-top",
+         (1.0, 1.0, 1.0, "affine"): "h-nested-affine",
+         (1.0, 1.0, 1.0, "mixed"): "i-nested-mixed"}
 STEPS = (9.0, 3.0, 1.0)  # quantization step of each layer, coarse to fine
 LAMBDAS = tuple(spec.lmbda for spec in PAPER_LAYERS[:len(STEPS)])
 # The cascade's el2 latent (96 channels) and the faithful width.
@@ -70,7 +74,24 @@ def build_codec():
   return MeanScaleCodec(SPEC, "nested")
 
 
-def forward(codec, x, rungs, weights):
+class RungAffine(tf.Module):
+  """What tells the synthesis which rung it decodes (``--rung-affine``): a
+  per-rung, per-channel gain and offset on the latent it gets, starting at
+  the identity.  Without it (all None) the latent goes in as decoded."""
+
+  def __init__(self, enabled):
+    super().__init__(name="rung_affine")
+    shape = (len(STEPS), SPEC.latent_channels)
+    self.gain = tf.Variable(tf.ones(shape)) if enabled else None
+    self.offset = tf.Variable(tf.zeros(shape)) if enabled else None
+
+  def __call__(self, y_hat, rung):
+    if self.gain is None:
+      return y_hat
+    return y_hat * self.gain[rung] + self.offset[rung]
+
+
+def forward(codec, affine, x, rungs, weights):
   """(loss, bpp, MSE) of a batch under noise: the loss sums the
   rate-distortion losses of the rungs trained (indexes into STEPS) times
   their weights; bpp and MSE come as (len(rungs),) vectors."""
@@ -84,7 +105,7 @@ def forward(codec, x, rungs, weights):
     step, lmbda = STEPS[rung], LAMBDAS[rung]
     u_tilde, bits = gaussian_model()(y / step, index_at_step(index, step),
                                      loc=mean / step, training=True)
-    x_hat = codec.synthesis(u_tilde * step)
+    x_hat = codec.synthesis(affine(u_tilde * step, rung))
     bpp = (bits + z_bits) / pixels
     total += weight * tf.reduce_mean(losses.rd_loss(bpp, x, x_hat, lmbda))
     bpps.append(tf.reduce_mean(bpp))
@@ -92,14 +113,45 @@ def forward(codec, x, rungs, weights):
   return total, tf.stack(bpps), tf.stack(mses)
 
 
+def forward_mixed(codec, x, rungs, weights):
+  """As forward, at the cost of one rung: each crop of the batch takes one
+  rung in turn (crop b rung rungs[b % len(rungs)]), so one synthesis runs
+  per step; each rung's loss is the mean over its crops."""
+  y = codec.analysis(x)
+  z = codec.hyper_analysis(y)
+  z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
+  mean, index = codec._entropy_parameters(z_tilde, tf.shape(y)[1:3])
+  batch = x.shape[0]
+  of_crop = [rungs[b % len(rungs)] for b in range(batch)]
+  step = tf.constant([STEPS[r] for r in of_crop])[:, None, None, None]
+  lmbda = tf.constant([LAMBDAS[r] for r in of_crop])
+  u_tilde, bits = gaussian_model()(y / step, index_at_step(index, step),
+                                   loc=mean / step, training=True)
+  x_hat = codec.synthesis(u_tilde * step)
+  pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+  bpp = (bits + z_bits) / pixels
+  loss = losses.rd_loss(bpp, x, x_hat, lmbda)
+  mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=(1, 2, 3))
+  total, bpps, mses = 0.0, [], []
+  for rung, weight in zip(rungs, weights):
+    crops = [b for b in range(batch) if of_crop[b] == rung]
+    total += weight * tf.reduce_mean(tf.gather(loss, crops))
+    bpps.append(tf.reduce_mean(tf.gather(bpp, crops)))
+    mses.append(tf.reduce_mean(tf.gather(mse, crops)))
+  return total, tf.stack(bpps), tf.stack(mses)
+
+
 def folder_of(args) -> pathlib.Path:
-  folder = candidate(args).replace("f-", "", 1).replace("g-", "", 1)
+  folder = candidate(args)[2:]  # without the candidate's letter
   return pathlib.Path(args.out) / folder
 
 
 def candidate(args) -> str:
-  weights = tuple(args.rung_weights)
-  return NAMED.get(weights, "f-nested-w" + "-".join(f"{w:g}" for w in weights))
+  affine = (("affine",) if args.rung_affine else ()) + (
+      ("mixed",) if args.mixed_rungs else ())
+  default = ("f-nested-w" + "-".join(f"{w:g}" for w in args.rung_weights)
+             + "".join("-" + a for a in affine))
+  return NAMED.get(tuple(args.rung_weights) + affine, default)
 
 
 def trained_rungs(args):
@@ -111,13 +163,13 @@ def trained_rungs(args):
 def cmd_train(args):
   train_folder, _ = probe_plus.split_corpus(args.corpus, args.out)
   tf.random.set_seed(args.seed)
-  codec = build_codec()
-  variables = codec.weight_variables
+  codec, affine = build_codec(), RungAffine(args.rung_affine)
+  variables = codec.weight_variables + list(affine.trainable_variables)
   optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
   folder = folder_of(args)
   state = probe_plus.read_state(folder)
   rungs, weights = trained_rungs(args)
-  ckpt = tf.train.Checkpoint(codec=codec, optimizer=optimizer)
+  ckpt = tf.train.Checkpoint(codec=codec, affine=affine, optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -129,7 +181,10 @@ def cmd_train(args):
   @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
   def step(batch):
     with tf.GradientTape() as tape:
-      loss, bpp, mse = forward(codec, batch, rungs, weights)
+      if args.mixed_rungs:
+        loss, bpp, mse = forward_mixed(codec, batch, rungs, weights)
+      else:
+        loss, bpp, mse = forward(codec, affine, batch, rungs, weights)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return tf.concat([[loss], bpp, mse], 0)
 
@@ -160,7 +215,7 @@ def cmd_train(args):
 
   probe_plus.run_steps(step, iter(dataset), start, args.steps, timed, save,
                        log, log_row)
-  tf.train.Checkpoint(codec=codec).write(str(folder / "weights"))
+  tf.train.Checkpoint(codec=codec, affine=affine).write(str(folder / "weights"))
   state["finished"] = True
   save()
   print(f"{candidate(args)}: {state['steps']} steps, "
@@ -168,20 +223,21 @@ def cmd_train(args):
   return 0
 
 
-def coders(codec, step):
+def coders(codec, synthesis, affine, rung, bin_mean):
   """tf.functions (compress, decompress) of one rung."""
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
   def compress(image):
     y = codec.analysis(pad_to_stride(tf.cast(image, tf.float32)[None]))
-    return codec.encode_latent(y, step=step)[0][0]
+    return codec.encode_latent(y, step=STEPS[rung])[0][0]
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.string),
                                 tf.TensorSpec([2], tf.int32)])
   def decompress(string, image_hw):
     y_hat = codec.decompress_latent(string[None], latent_shape(image_hw),
-                                    step=step)
-    return to_uint8(codec.synthesis(y_hat)[0, :image_hw[0], :image_hw[1]])
+                                    step=STEPS[rung], bin_mean=bin_mean)
+    x_hat = synthesis(affine(y_hat, rung))
+    return to_uint8(x_hat[0, :image_hw[0], :image_hw[1]])
 
   return compress, decompress
 
@@ -202,22 +258,98 @@ def code_image(functions, image, k):
   return stream, decoded, t1 - t0, time.perf_counter() - t1
 
 
+def decoded_latent(codec, y, step):
+  """y as the decoder has it at ``step`` (hard quantization, z rounded)."""
+  z_hat = LayerCodec.quantize(codec, codec.hyper_analysis(y))
+  mean, _ = codec._entropy_parameters(z_hat, tf.shape(y)[1:3])
+  return tf.round((y - mean) / step) * step + mean
+
+
+def rung_synthesis_path(args, rung):
+  return folder_of(args) / f"synthesis-{layer_name(rung)}"
+
+
+def load_model(args):
+  """The trained codec and rung affine of the candidate's weights."""
+  codec, affine = build_codec(), RungAffine(args.rung_affine)
+  tf.train.Checkpoint(codec=codec, affine=affine).read(
+      str(folder_of(args) / "weights")).assert_existing_objects_matched()
+  return codec, affine
+
+
+def cmd_tune(args):
+  """Trains a synthesis of each rung's own, from the shared one, on the
+  latent the decoder has at that rung (hard-quantized; the analysis and
+  the hyperprior frozen, so the rates stay): its distortion alone."""
+  train_folder, _ = probe_plus.split_corpus(args.corpus, args.out)
+  codec, affine = load_model(args)
+  shape = (args.batch_size, args.patch_size, args.patch_size, 3)
+  for rung, step_size in enumerate(STEPS):
+    path = rung_synthesis_path(args, rung)
+    if path.with_suffix(".index").exists():
+      continue
+    tf.random.set_seed(args.seed)
+    synthesis = SynthesisTransform(SPEC)
+    synthesis.build((None, None, None, SPEC.latent_channels))
+    synthesis.set_weights(codec.synthesis.get_weights())
+    variables = synthesis.trainable_variables
+    optimizer = tf.keras.optimizers.Adam(args.tune_learning_rate)
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def step(batch, rung=rung, step_size=step_size, synthesis=synthesis,
+             variables=variables, optimizer=optimizer):
+      y_hat = decoded_latent(codec, codec.analysis(batch), step_size)
+      with tf.GradientTape() as tape:
+        x_hat = synthesis(affine(y_hat, rung))
+        mse = tf.reduce_mean(tf.math.squared_difference(batch, x_hat))
+      optimizer.apply_gradients(zip(tape.gradient(mse, variables), variables))
+      return mse
+
+    dataset = iter(data.training_dataset(train_folder, args.patch_size,
+                                         args.batch_size, seed=args.seed))
+    t0, running = time.perf_counter(), []
+    for i in range(args.tune_steps):
+      running.append(float(step(next(dataset))))
+      if (i + 1) % 500 == 0:
+        print(f"{layer_name(rung)} {i + 1}: training PSNR "
+              f"{10 * math.log10(255 ** 2 / np.mean(running)):.3f} dB, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        running = []
+    tf.train.Checkpoint(synthesis=synthesis).write(str(path))
+  return 0
+
+
+def rung_syntheses(args, codec):
+  """Each rung's synthesis: tuned ones with ``--rung-synthesis``."""
+  if not args.rung_synthesis:
+    return [codec.synthesis] * len(STEPS)
+  syntheses = []
+  for rung in range(len(STEPS)):
+    synthesis = SynthesisTransform(SPEC)
+    synthesis.build((None, None, None, SPEC.latent_channels))
+    tf.train.Checkpoint(synthesis=synthesis).read(
+        str(rung_synthesis_path(args, rung))).assert_existing_objects_matched()
+    syntheses.append(synthesis)
+  return syntheses
+
+
 def cmd_evaluate(args):
   folder = folder_of(args)
   state = probe_plus.read_state(folder)
-  codec = build_codec()
-  tf.train.Checkpoint(codec=codec).read(
-      str(folder / "weights")).assert_existing_objects_matched()
+  codec, affine = load_model(args)
   codec.prepare_for_coding()
-  functions = [coders(codec, step) for step in STEPS]
+  functions = [coders(codec, synthesis, affine, rung, args.bin_mean)
+               for rung, synthesis in enumerate(rung_syntheses(args, codec))]
   warm = np.zeros((16, 16, 3), np.uint8)
   for k in range(1, len(STEPS) + 1):
     code_image(functions, warm, k)
   layers = [{"name": layer_name(k), "steps": state["steps"],
              "seconds_per_step": state["seconds_per_step"]}
             for k in range(len(STEPS))]
+  name = (candidate(args) + ("-rung-synthesis" if args.rung_synthesis else "")
+          + ("-bin-mean" if args.bin_mean else ""))
   probe_plus.write_evaluation(
-      args, candidate(args), [f"nested step {s:g}" for s in STEPS],
+      args, name, [f"nested step {s:g}" for s in STEPS],
       layers, lambda image, k: code_image(functions, image, k))
   return 0
 
@@ -232,7 +364,7 @@ def rung_weights(text):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("command", choices=("train", "evaluate"))
+  p.add_argument("command", choices=("train", "tune", "evaluate"))
   p.add_argument("--steps", type=int, default=2000 * len(STEPS),
                  help="training steps in all (default: 2000 per layer)")
   probe_plus.add_protocol_arguments(p)
@@ -240,9 +372,26 @@ def main(argv=None):
                  metavar="W0,W1,W2",
                  help="weight of each rung's loss (default: all 1; 0,0,1: "
                  "g-nested-top, the finest rung alone)")
+  p.add_argument("--rung-affine", action="store_true",
+                 help="a per-rung gain and offset on the synthesis's input "
+                 "(candidate h-nested-affine with the default weights)")
+  p.add_argument("--mixed-rungs", action="store_true",
+                 help="train: each crop of a batch takes one rung in turn, "
+                 "one synthesis per step (candidate i-nested-mixed)")
+  p.add_argument("--tune-steps", type=int, default=2000,
+                 help="tune: steps per rung's synthesis")
+  p.add_argument("--tune-learning-rate", type=float, default=1e-4)
+  p.add_argument("--rung-synthesis", action="store_true",
+                 help="evaluate with each rung's tuned synthesis (the name "
+                 "gets -rung-synthesis)")
+  p.add_argument("--bin-mean", action="store_true",
+                 help="evaluate: reconstruct the latent at each bin's mean "
+                 "under its Gaussian, not its centre (the name gets "
+                 "-bin-mean)")
   args = p.parse_args(argv)
   signal.signal(signal.SIGTERM, signal.default_int_handler)
-  return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+  return {"train": cmd_train, "tune": cmd_tune,
+          "evaluate": cmd_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -256,9 +256,10 @@ def load_model(root=None, num_layers=None, prepare=True):
     prepare: build the range coding tables (the weights ids cover them).
 
   Returns:
-    A ScalableAutoEncoder with tables built and restored weights.
+    The family's model (sae.model.build_model), tables built, weights
+    restored.
   """
-  from sae.model import ScalableAutoEncoder  # model imports losses/metrics
+  from sae.model import build_model  # model imports losses/metrics
   root = pathlib.Path(root) if root is not None else DEFAULT_WEIGHTS
   config = read_config(root)
   have = available_layers(root)
@@ -273,7 +274,7 @@ def load_model(root=None, num_layers=None, prepare=True):
         f"needed: train {layer_name(have)} first")
   if num_layers < 1:
     raise InputError(f"--layers must be at least 1, got {num_layers}")
-  model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
+  model = build_model(config.prefix(num_layers))
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
   if prepare:
@@ -315,7 +316,7 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
-  from sae.model import ScalableAutoEncoder
+  from sae.model import build_model
   config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training
@@ -327,7 +328,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
     raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
   config = config.prefix(num_layers)
   write_config(dst, config)
-  model = ScalableAutoEncoder(config.layers, config.metric)
+  model = build_model(config)
   layers = []
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, src, k)

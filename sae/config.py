@@ -36,7 +36,11 @@ class LayerSpec:
     paper_lambda: the authors' lambda (rate weight), for reference only.
     learning_rate: peak Adam learning rate.
     kind: the layer's entropy model: "factorized" (the paper's prior,
-      sae.layer) or "meanscale" (a mean-scale hyperprior, sae.meanscale).
+      sae.layer), "meanscale" (a mean-scale hyperprior, sae.meanscale) or
+      "nested" (a finer quantization of the base's latent, coded in trits
+      with the base's Gaussians, sae.nested).
+    step: the quantization step of the latent (1 in a cascade; the nested
+      family's layers quantize one latent at steps 27, 9, 3, 1).
   """
 
   conv_filters: int
@@ -45,9 +49,13 @@ class LayerSpec:
   paper_lambda: float
   learning_rate: float = 1e-3
   kind: str = "factorized"
+  step: float = 1.0
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    if d["step"] == 1.0:  # a cascade's: config.json stays as it was
+      del d["step"]
+    return d
 
   @classmethod
   def from_dict(cls, d: dict) -> "LayerSpec":
@@ -77,6 +85,19 @@ PAPER_MS_SSIM_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(48, 144, 130.0, 0.5),
 )
 
+# The nested family (sae.nested): one latent every layer refines, at
+# steps 3x apart, so each layer sends one trit per element.  The base
+# trains the latent for every step at once with the layers' lambdas (the
+# faithful model's); each enhancement layer then trains a synthesis of its
+# own for its step.  Width: 64 filters, 128 latent channels (one
+# synthesis decodes any prefix, so it may cost what the cascade's four do;
+# docs/sae-plus-probes.md, "The nested family").
+NESTED_STEPS = (27.0, 9.0, 3.0, 1.0)
+NESTED_LAYERS: tuple[LayerSpec, ...] = tuple(
+    LayerSpec(64, 128, spec.lmbda, spec.paper_lambda,
+              kind="meanscale" if k == 0 else "nested", step=step)
+    for k, (spec, step) in enumerate(zip(PAPER_LAYERS, NESTED_STEPS)))
+
 # A few filters: for tests and smoke runs only.
 TINY_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(8, 8, 0.001, 3000),
@@ -97,6 +118,7 @@ FAMILIES = {
     "sae": ("factorized",) * len(LAYER_NAMES),
     "sae-plus": ("meanscale",) + ("factorized",) * (len(LAYER_NAMES) - 1),
     "sae-plus-hyper": ("meanscale",) * len(LAYER_NAMES),
+    "sae-nested": ("meanscale",) + ("nested",) * (len(NESTED_STEPS) - 1),
 }
 DEFAULT_FAMILY = "sae"
 # What results files and reports call a family's model.
@@ -105,6 +127,8 @@ FAMILY_DESCRIPTIONS = {
     "sae-plus": "SAE+ (a mean-scale hyperprior base under the paper's "
                 "enhancement layers)",
     "sae-plus-hyper": "SAE+ (a mean-scale hyperprior in every layer)",
+    "sae-nested": "SAE+ nested (one mean-scale latent, refined in trits "
+                  "by every layer)",
 }
 
 
@@ -148,6 +172,12 @@ def get_preset(name: str, metric: str = "mse",
     patch_size, batch_size = 64, 2
   else:
     raise ValueError(f"preset must be 'paper' or 'tiny', got {name!r}")
+  if family == "sae-nested":
+    if metric != "mse":
+      raise ValueError("the sae-nested family has an MSE preset only")
+    layers = NESTED_LAYERS if name == "paper" else tuple(
+        dataclasses.replace(s, conv_filters=8, latent_channels=16)
+        for s in NESTED_LAYERS)
   layers = tuple(dataclasses.replace(s, kind=kind)
                  for s, kind in zip(layers, FAMILIES[family]))
   return Preset(name, layers, patch_size, batch_size)

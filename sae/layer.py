@@ -25,7 +25,31 @@ class LayerOutput(NamedTuple):
   x_hat: tf.Tensor        # unclipped reconstruction of the layer's input
 
 
-class LayerCodec(tf.keras.Model):
+class CodecDigests:
+  """What identifies a layer: hashes of its variables (``weight_variables``)
+  and of its range coding tables (``coding_tables()``, keys ``table_keys``,
+  once ``is_prepared``)."""
+
+  def digest(self) -> str:
+    """SHA-256 of this layer's variable values (frozen-layer check, ids)."""
+    h = hashlib.sha256()
+    # Values only, in a fixed order: names depend on the enclosing scopes.
+    for v in self.weight_variables:
+      h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.hexdigest()
+
+  def tables_digest(self) -> str:
+    """SHA-256 of the range coding tables ('' before prepare_for_coding)."""
+    if not self.is_prepared:
+      return ""
+    h = hashlib.sha256()
+    tables = self.coding_tables()
+    for key in self.table_keys:
+      h.update(np.ascontiguousarray(tables[key]).tobytes())
+    return h.hexdigest()
+
+
+class LayerCodec(CodecDigests, tf.keras.Model):
   """Balle 2017 auto-encoder coding its input (an image or a residual).
 
   The prior's variables are the only trainable state of the entropy model
@@ -218,23 +242,9 @@ class LayerCodec(tf.keras.Model):
     return (list(self.analysis.weights) + list(self.synthesis.weights) +
             list(self.prior.trainable_variables))
 
-  def digest(self) -> str:
-    """SHA-256 of this layer's variable values (frozen-layer check, ids)."""
-    h = hashlib.sha256()
-    # Values only, in a fixed order: names depend on the enclosing scopes.
-    for v in self.weight_variables:
-      h.update(np.ascontiguousarray(v.numpy()).tobytes())
-    return h.hexdigest()
-
-  def tables_digest(self) -> str:
-    """SHA-256 of the range coding tables ('' before prepare_for_coding)."""
-    if self.coder is None:
-      return ""
-    h = hashlib.sha256()
-    tables = self.coding_tables()
-    for key in self.table_keys:
-      h.update(np.ascontiguousarray(tables[key]).tobytes())
-    return h.hexdigest()
+  @property
+  def is_prepared(self) -> bool:
+    return self.coder is not None
 
 
 def straight_through(y, quantized):

@@ -60,11 +60,47 @@ def scale_index(scale):
 def index_at_step(index, step):
   """Scale indexes of y's Gaussians -> those of (y - mean) / ``step``: the
   grid is log-spaced, so they move down by log(step) / the grid's step
-  (kept on the grid; at step 1 unchanged)."""
-  if step == 1:
-    return index
-  return tf.clip_by_value(index - float(np.log(step) / _LOG_SCALE_STEP),
+  (kept on the grid; at step 1 unchanged).  ``step``: a number, or a
+  tensor that broadcasts against ``index``."""
+  if isinstance(step, (int, float)):
+    if step == 1:
+      return index
+    return tf.clip_by_value(index - float(np.log(step) / _LOG_SCALE_STEP),
+                            0.0, SCALES_LEVELS - 1.0)
+  return tf.clip_by_value(index - tf.math.log(step) / _LOG_SCALE_STEP,
                           0.0, SCALES_LEVELS - 1.0)
+
+
+def bin_means(symbols, sigma):
+  """E[u | round(u) = q] for u ~ N(0, sigma), per symbol q: the mean of
+  each symbol's bin [q - 1/2, q + 1/2] under its Gaussian, the value that
+  minimizes the latent's expected squared error (DPICT, Lee et al., CVPR
+  2022, reconstructs partially refined latents so).  0 stays 0; others
+  move towards 0, most where the bin is wide against sigma.  float32, in
+  steps, as ``symbols``."""
+  q = tf.cast(symbols, tf.float64)
+  s = tf.maximum(tf.cast(sigma, tf.float64), 1e-6)
+  m = tf.abs(q)
+  a, b = (m - 0.5) / s, (m + 0.5) / s  # the bin's edges, in sigmas
+  # The bin's mass from the upper tail, precise far from the mean.
+  tail = lambda t: 0.5 * tf.math.erfc(t / np.sqrt(2.0))
+  density = lambda t: tf.exp(-0.5 * tf.square(t)) / np.sqrt(2.0 * np.pi)
+  mass = tail(a) - tail(b)
+  inside = s * (density(a) - density(b)) / tf.maximum(mass, 1e-300)
+  # Where the mass underflows (a bin tens of sigmas out) the density in the
+  # bin is an exponential from its inner edge, of mean sigma / a.
+  far = m - 0.5 + s / tf.maximum(a, 1e-6)
+  mean = tf.where(mass > 1e-280, inside, far)
+  mean = tf.where(m > 0, tf.clip_by_value(mean, m - 0.5, m + 0.5), 0.0)
+  return tf.cast(tf.sign(q) * mean, tf.float32)
+
+
+def gaussian_rows(index):
+  """Float scale indexes -> int32 (1, n) table rows of the Gaussian's
+  symbols.  Clipped again after the cast: on a hostile stream a NaN index
+  would cast to an arbitrary integer."""
+  rows = tf.cast(tf.round(index), tf.int32)
+  return tf.reshape(tf.clip_by_value(rows, 0, SCALES_LEVELS - 1), [1, -1])
 
 
 def conv(filters, kernel, name, down=1, up=1, activation=None,
@@ -187,6 +223,15 @@ class MeanScaleCodec(LayerCodec):
                                    training=False)
     return LayerOutput(y, y_hat, y_bits + z_bits, self.synthesis(y_hat))
 
+  def gaussians(self, y, training=False):
+    """(means, float scale indexes, z's bits per example) of y's Gaussians:
+    from z under noise when training, otherwise from z quantized as the
+    coder quantizes it."""
+    z = self.hyper_analysis(y)
+    z_hat, z_bits = self._entropy_model(training)(z, training=training)
+    mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
+    return mean, index, z_bits
+
   def quantize(self, y):
     """Inference-mode quantization; identical to decompress(compress(y))."""
     z_hat = super().quantize(self.hyper_analysis(y))
@@ -214,42 +259,59 @@ class MeanScaleCodec(LayerCodec):
     cdf, offset = self._gaussian_tables
     return dict(tables, gaussian_cdf=cdf, gaussian_cdf_offset=offset)
 
-  def _gaussian_rows(self, index):
-    """Float scale indexes -> int32 (1, n) table rows of y's symbols.
-
-    Clipped again after the cast: on a hostile stream a NaN index would
-    cast to an arbitrary integer."""
-    rows = tf.cast(tf.round(index), tf.int32)
-    return tf.reshape(tf.clip_by_value(rows, 0, SCALES_LEVELS - 1), [1, -1])
-
   def compress_latent(self, y):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
     return self.encode_latent(y)[0]
 
-  def encode_latent(self, y, version=2, step=1.0):
+  def encode_latent(self, y, version=2, step=1.0, bin_mean=False):
     """As LayerCodec.encode_latent; the hyper transforms run once for both
     the string and the quantized latent.  ``step``: y is quantized at this
     step around its means instead of 1, with the same Gaussians (nested
-    quantization of one latent, benchmarks/probe_nested.py)."""
+    quantization of one latent, sae.nested).  ``bin_mean``: the latent is
+    reconstructed at each bin's mean under its Gaussian (bin_means), not
+    at the bin's centre; the string is the same."""
     if version != 2:
       return super().encode_latent(y, version)  # refused: version 2 only
+    string, symbols, mean, index = self.encode_symbols(y, step)
+    return string, self._reconstruct(symbols, mean, index, step, bin_mean)
+
+  def encode_symbols(self, y, step=1.0):
+    """(1, h, w, C) latent -> ((1,) string, float symbols round((y - mean)
+    / step), and the Gaussians' means and float scale indexes the decoder
+    derives from the side information)."""
     z = self.hyper_analysis(y)
     z_symbols = self._prior_symbols(z)
     z_hat = self._prior_values(z_symbols, tf.shape(z)[1:3])
     mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
-    rows = self._gaussian_rows(index_at_step(index, step))
+    rows = gaussian_rows(index_at_step(index, step))
     y_rounded = tf.round((y - mean) / step)
     y_symbols = tf.reshape(tf.cast(y_rounded, tf.int32), [1, -1])
     y_symbols -= tf.gather(self._gaussian_offset, rows)
     string = rangecode.encode_parts(self._tables, [
         (z_symbols, self._symbol_rows(tf.shape(z_symbols)[1])),
         (y_symbols, rows + self.prior_channels)])
-    return string, y_rounded * step + mean
+    return string, y_rounded, mean, index
 
-  def decompress_latent(self, string, latent_hw, step=1.0):
+  def _reconstruct(self, symbols, mean, index, step, bin_mean):
+    """Symbols of (y - mean) / step -> the latent the decoder takes."""
+    if bin_mean:
+      symbols = bin_means(symbols, scale_fn(index) / step)
+    return symbols * step + mean
+
+  def decompress_latent(self, string, latent_hw, step=1.0, bin_mean=False):
     """(1,) string and [h, w] -> (1, h, w, C) quantized latent, in time
-    bounded by the symbol counts whatever the string holds (``step`` as in
-    encode_latent)."""
+    bounded by the symbol counts whatever the string holds (``step`` and
+    ``bin_mean`` as in encode_latent)."""
+    symbols, mean, index = self.decode_symbols(string, latent_hw, step)
+    return self._reconstruct(symbols, mean, index, step, bin_mean)
+
+  def decode_symbols(self, string, latent_hw, step=1.0):
+    """The inverse of encode_symbols: (1,) string and [h, w] -> (float
+    symbols, means, scale indexes), each (1, h, w, C).
+
+    Raises (when run):
+      tf.errors.InvalidArgumentError: the string does not decode completely.
+    """
     latent_hw = tf.convert_to_tensor(latent_hw, tf.int32)
     z_hw = (latent_hw + HYPER_STRIDE - 1) // HYPER_STRIDE
     handle = rangecode.start_decoding(self._tables, string)
@@ -258,13 +320,13 @@ class MeanScaleCodec(LayerCodec):
         self._tables, handle, self._symbol_rows(num_z))
     z_hat = self._prior_values(z_symbols, z_hw)
     mean, index = self._entropy_parameters(z_hat, latent_hw)
-    rows = self._gaussian_rows(index_at_step(index, step))
+    rows = gaussian_rows(index_at_step(index, step))
     handle, y_symbols = rangecode.decode_part(
         self._tables, handle, rows + self.prior_channels)
     y_symbols = checked(y_symbols, rangecode.finish_decoding(handle))
     y_symbols += tf.gather(self._gaussian_offset, rows)
     shape = tf.concat([[1], latent_hw, [self.spec.latent_channels]], 0)
-    return tf.cast(tf.reshape(y_symbols, shape), tf.float32) * step + mean
+    return tf.cast(tf.reshape(y_symbols, shape), tf.float32), mean, index
 
   def compress_latent_v1(self, y):
     raise NotImplementedError("a mean-scale layer codes stream version 2 only")

@@ -24,12 +24,22 @@ from sae import losses
 from sae.config import LayerSpec, layer_name
 from sae.layer import LayerCodec
 from sae.meanscale import MeanScaleCodec
+from sae.rung import RungCodec
 from sae.transforms import (BAND_LATENT_PIXELS, TOTAL_STRIDE, analyze_in_bands,
                             latent_shape, pad_to_stride, synthesize_in_bands)
 
 
 # The class of each layer kind (LayerSpec.kind; families: sae.config.FAMILIES).
-CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec}
+CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec,
+          "nested": RungCodec}
+
+
+def build_model(config):
+  """The model a ModelConfig describes: its family's class."""
+  if config.family == "sae-nested":
+    from sae.nested import NestedAutoEncoder  # it builds on this module
+    return NestedAutoEncoder(config.layers, config.metric)
+  return ScalableAutoEncoder(config.layers, config.metric)
 
 
 class CascadeOutput(NamedTuple):
@@ -56,6 +66,13 @@ class ScalableAutoEncoder(tf.keras.Model):
     # Coding runs the transforms on bands of this many latent pixels, so
     # memory stays bounded at any image size (read when first traced).
     self.band_latent_pixels = BAND_LATENT_PIXELS
+
+  codes_residuals = True  # a layer trains on what the layers below left
+  decodes_incrementally = True  # refine() adds a layer to the sum below
+
+  def start_layer(self, k):
+    """Prepares layer ``k`` before its training starts afresh (nothing in
+    a cascade; sae.nested starts a layer from the base)."""
 
   @property
   def num_layers(self) -> int:

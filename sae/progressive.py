@@ -11,6 +11,10 @@ Each layer is decoded once, on top of the float sum the layers below it left
 about what one k-layer decode costs, and the image after k layers is the one
 ``codec.decode(model, data, k)`` gives, pixel for pixel.
 
+A nested model (sae.nested) decodes any prefix with one synthesis, so each
+completed layer goes through ``codec.decode`` of the layers so far: only
+the trits of the layers below are decoded again.
+
 Version-1 (legacy) streams hold tensorflow-compression range codes, whose
 decoder has no bound on hostile input; sae.codec decodes them under a
 deadline, one whole prefix at a time.  For them each completed layer goes
@@ -155,7 +159,8 @@ class ProgressiveDecoder:
     self._payloads.append(payload)
     self._weights_ids.append(weights_id)
     self._bytes += chunk_bytes
-    if header.version >= INCREMENTAL_VERSION:
+    if (header.version >= INCREMENTAL_VERSION
+        and self._model.decodes_incrementally):
       self.image = self._refine(k, payload)
     else:
       prefix = bitstream.pack(header.height, header.width, self._payloads,

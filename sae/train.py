@@ -24,7 +24,7 @@ import tqdm
 from sae import checkpoints, data, distribute, train_folder
 from sae.config import get_preset, layer_name
 from sae.errors import InputError
-from sae.model import ScalableAutoEncoder
+from sae.model import ScalableAutoEncoder, build_model
 from sae.train_log import TrainLog
 from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
                              make_validation, steps_done)
@@ -64,7 +64,7 @@ class Job:
 
 def _dataset(args, k, model, patch, batch, seed):
   """Image crops for the base; [image, lower reconstruction] crops for ELs."""
-  if k > 0 and args.lower_cache != "off":
+  if k > 0 and model.codes_residuals and args.lower_cache != "off":
     size = data.residual_dataset_bytes(args.corpus, patch)
     if args.lower_cache == "on" or size <= RESIDUAL_CACHE_LIMIT:
       return data.residual_training_dataset(
@@ -114,12 +114,14 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   spec = config.layers[k]
   with strategy.scope():
-    model = ScalableAutoEncoder(config.layers, config.metric)
+    model = build_model(config)
     for j in range(k):
       checkpoints.restore_weights(model.codecs[j], root, j)
       # Fixed tables and quantization offsets: the residual is then exactly
       # the one the coder will see.
       model.codecs[j].prepare_for_coding()
+    if not resuming:
+      model.start_layer(k)
     variables = model.set_trainable_layer(k)
   job = Job(
       name=layer_name(k), folder=checkpoints.layer_dir(root, k), state=state,

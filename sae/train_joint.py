@@ -20,7 +20,7 @@ import time
 from sae import checkpoints, data, distribute, train, train_folder
 from sae.config import get_preset, layers_label
 from sae.errors import InputError
-from sae.model import ScalableAutoEncoder
+from sae.model import build_model
 from sae.train_steps import joint_forward, layer_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state
@@ -80,7 +80,7 @@ def _train_joint(args) -> int:
 
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   with strategy.scope():
-    model = ScalableAutoEncoder(config.layers, config.metric)
+    model = build_model(config)
     for k, codec in enumerate(model.codecs):
       checkpoints.restore_weights(codec, out, k)
     # Rounding as the coder does (forward_joint) takes the quantization

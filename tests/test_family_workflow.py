@@ -64,3 +64,52 @@ def test_evaluation_and_the_command_line_take_the_weights(plus_weights,
     assert commands.main(["decompress", str(stream), str(png), "--layers",
                           str(k), "--weights", str(ckpt)]) == 0
     assert np.asarray(Image.open(png)).shape == (80, 96, 3)
+
+
+@pytest.fixture(scope="module")
+def nested_weights(tmp_path_factory):
+  """The nested family through the scripts: base, then el1 (family from
+  config.json)."""
+  root = tmp_path_factory.mktemp("nested")
+  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96)])
+  ckpt = root / "ckpt"
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--steps", "2", "--no-progress", "--seed", "1"]
+  assert train_base.main(common + ["--family", "sae-nested"]) == 0
+  assert train_el1.main(common) == 0
+  return corpus, ckpt
+
+
+def test_a_nested_layer_trains_on_a_frozen_base_from_its_synthesis(
+    nested_weights):
+  _, ckpt = nested_weights
+  config = checkpoints.read_config(ckpt)
+  assert config.family == "sae-nested"
+  assert [(s.kind, s.step) for s in config.layers[:2]] == [
+      ("meanscale", 27.0), ("nested", 9.0)]
+  state = checkpoints.read_state(ckpt, 1)
+  assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
+
+
+def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refused(
+    nested_weights, plus_weights, tmp_path, capsys):
+  corpus, ckpt = nested_weights
+  out = tmp_path / "r.json"
+  assert test_el1.main(["--kodak", str(corpus), "--weights", str(ckpt),
+                        "--out", str(out), "--no-progress"]) == 0
+  assert json.loads(out.read_text())["name"] == "sae-nested"
+  image, stream = corpus / "img1.png", tmp_path / "a.sae"
+  assert commands.main(["compress", str(image), str(stream), "--weights",
+                        str(ckpt)]) == 0
+  for k in (1, 2):
+    png = tmp_path / f"{k}.png"
+    assert commands.main(["decompress", str(stream), str(png), "--layers",
+                          str(k), "--weights", str(ckpt)]) == 0
+    assert np.asarray(Image.open(png)).shape == (80, 96, 3)
+  capsys.readouterr()
+  refused = tmp_path / "refused.png"
+  assert commands.main(["decompress", str(stream), str(refused), "--weights",
+                        str(plus_weights[1])]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and "weights" in error
+  assert not refused.exists()

@@ -1,0 +1,175 @@
+"""The nested family: one latent, refined by every layer (issue #24).
+
+    x ──analysis──► y ──hyper_analysis──► z                       (base)
+                    │   ẑ ──hyper_synthesis──► the Gaussians' means, scales
+                    ▼
+    layer k: q_k = the symbols of y - mean at step s_k (27, 9, 3, 1), each
+             q_{k-1} times 3 plus a trit (sae.trits)
+    k + 1 layers decode to  synthesis_k(q_k · s_k + mean)
+
+The base's payload is z and q_0 (sae.meanscale); layer k's is the trits of
+q_k, coded with the Gaussians restricted to their parent bins (sae.trits).
+A prefix of any length decodes by one synthesis: the base's for the base,
+layer k's own (sae.rung) above it.  The idea is DPICT's (Lee et al., CVPR
+2022); the probes that chose it are in docs/sae-plus-probes.md.
+
+Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
+
+- the base learns the latent for every step at once: each crop of a batch
+  takes one layer's step in turn (uniform noise of that step, that layer's
+  lambda), so one synthesis runs per training step;
+- layer k then trains its own synthesis, started from the base's, on the
+  latent the decoder has at s_k (hard-quantized).  The base fixed every
+  rate, so its loss is its lambda times the distortion, plus a constant.
+
+The model is a ScalableAutoEncoder whose layers are the base (a
+MeanScaleCodec) and rungs (RungCodec): checkpoints, weights ids, stored
+tables, the container and every ``--weights`` consumer are the cascade's.
+"""
+
+import tensorflow as tf
+
+from sae import losses, trits
+from sae.meanscale import gaussian_model, gaussian_rows, index_at_step
+from sae.model import CascadeOutput, ScalableAutoEncoder
+from sae.transforms import latent_shape, pad_to_stride
+
+
+class NestedAutoEncoder(ScalableAutoEncoder):
+  """The base (a MeanScaleCodec) and RungCodecs, from one LayerSpec table
+  whose ``step``s shrink by 3 from layer to layer."""
+
+  codes_residuals = False  # training needs no lower reconstruction
+  decodes_incrementally = False  # a prefix decodes by one synthesis anyway
+
+  def __init__(self, specs, metric="mse"):
+    super().__init__(specs, metric)
+    self.steps = tuple(float(s.step) for s in self.specs)
+    trits.nest(tf.zeros([1, 1]), self.steps)  # refuses steps that do not nest
+    if any(s.latent_channels != self.specs[0].latent_channels
+           for s in self.specs):
+      raise ValueError("every layer of a nested model refines the base's "
+                       "latent: give them its latent channels")
+
+  @property
+  def base(self):
+    return self.codecs[0]
+
+  def start_layer(self, k):
+    """A new layer's synthesis starts from the base's, which was trained
+    to decode every step."""
+    if k > 0:
+      self.codecs[k].synthesis.set_weights(self.base.synthesis.get_weights())
+
+  # Training.
+
+  def _latent(self, x, step, training):
+    """(ŷ at ``step``, y's bits at it per example, z's bits): under noise
+    when training, as the coder quantizes otherwise.  ``step`` a number or
+    a (B, 1, 1, 1) tensor."""
+    y = self.base.analysis(x)
+    mean, index, z_bits = self.base.gaussians(y, training)
+    model = gaussian_model()
+    index = index_at_step(index, step)
+    if training:
+      u_tilde, bits = model(y / step, index, loc=mean / step, training=True)
+      return u_tilde * step, bits, z_bits
+    y_hat = tf.round((y - mean) / step) * step + mean
+    _, bits = model(y / step, tf.round(index), loc=mean / step, training=False)
+    return y_hat, bits, z_bits
+
+  def forward(self, x, k, training=True, lower=None):
+    """Loss of layer ``k`` on a batch (see the module's docstring); for the
+    base, crop b is coded at layer b mod L's step with its lambda, and bpp
+    is that crop's total rate."""
+    del lower  # nothing below is added to a nested layer's output
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    if k == 0:
+      rungs = [b % self.num_layers for b in range(x.shape[0])]
+      step = tf.constant([self.steps[r] for r in rungs])[:, None, None, None]
+      lmbda = tf.constant([self.specs[r].lmbda for r in rungs])
+      y_hat, bits, z_bits = self._latent(x, step, training)
+      total = self.base.synthesis(y_hat)
+      bpp = (bits + z_bits) / pixels
+    else:
+      y_hat, bits, _ = self._latent(x, self.steps[k], training=False)
+      _, bits_below, _ = self._latent(x, self.steps[k - 1], training=False)
+      y_hat = tf.stop_gradient(y_hat)
+      total = self.codecs[k].synthesis(y_hat)
+      lmbda = self.specs[k].lmbda
+      bpp = tf.stop_gradient(bits - bits_below) / pixels
+    mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
+    loss = losses.rd_loss(bpp, x, total, lmbda, self.metric)
+    return CascadeOutput(loss, bpp, mse, total)
+
+  def forward_joint(self, x, layer_weights, training=True):
+    raise NotImplementedError("the nested family has no joint phase yet")
+
+  def lower_reconstruction(self, x, k):
+    raise NotImplementedError("a nested layer codes no residual")
+
+  # Coding: the cascade's compress / decompress (and their one-band forms)
+  # call these two.
+
+  def _code_layers(self, image, num_layers, version, one_band=False):
+    if version != 2:
+      raise ValueError("the nested family codes stream version 2 only")
+    x = pad_to_stride(tf.cast(image, tf.float32)[None])
+    y = self._analyze(self.base, x, one_band)
+    string, symbols, mean, index = self.base.encode_symbols(y, self.steps[0])
+    strings = [string[0]]
+    for k in range(1, self.num_layers):
+
+      def code(k=k, parent=symbols):
+        child = trits.refine(parent, y - mean, self.steps[k])
+        rows = gaussian_rows(index_at_step(index, self.steps[k]))
+        return self.codecs[k].coder.encode(parent, child, rows)[0], child
+
+      string, symbols = tf.cond(k < num_layers, code,
+                                lambda s=symbols: (tf.constant(""), s))
+      strings.append(string)
+    return tf.stack(strings), tf.shape(image)[:2]
+
+  def _decode_symbols(self, strings, hw):
+    """(symbols of the finest layer in ``strings``, means, its index)."""
+    n = tf.minimum(tf.shape(strings)[0], self.num_layers)
+    symbols, mean, index = self.base.decode_symbols(
+        strings[:1], hw, self.steps[0])
+    for k in range(1, self.num_layers):
+
+      def decode(k=k, parent=symbols):
+        rows = gaussian_rows(index_at_step(index, self.steps[k]))
+        child, consistent = self.codecs[k].coder.decode(
+            strings[k:k + 1], parent, rows)
+        check = tf.debugging.assert_equal(
+            consistent, True, message="payload does not decode completely")
+        with tf.control_dependencies([check]):
+          return tf.identity(child)
+
+      symbols = tf.cond(k < n, decode, lambda s=symbols: s)
+    return symbols, mean, n - 1
+
+  def _decode_layers(self, strings, image_shape, version, one_band=False):
+    if version != 2:
+      raise ValueError("the nested family codes stream version 2 only")
+    symbols, mean, top = self._decode_symbols(strings, latent_shape(image_shape))
+    y_hat = symbols * tf.gather(self.steps, top) + mean
+    x_hat = tf.switch_case(top, [
+        lambda codec=codec: self._synthesize(codec, y_hat, one_band)
+        for codec in self.codecs])
+    return x_hat[0, :image_shape[0], :image_shape[1], :]
+
+  def reconstructions(self, x):
+    """The decoder's image for each prefix of the layers (tests)."""
+    x_pad = pad_to_stride(x)
+    y = self.base.analysis(x_pad, training=False)
+    mean, _, _ = self.base.gaussians(y)
+    out = []
+    for k, symbols in enumerate(trits.nest(y - mean, self.steps)):
+      x_hat = self.codecs[k].synthesis(symbols * self.steps[k] + mean)
+      out.append(x_hat[:, :tf.shape(x)[1], :tf.shape(x)[2], :])
+    return out
+
+  def refine(self, k, string, image_shape, total):
+    raise NotImplementedError("a nested model decodes a prefix "
+                              "(decodes_incrementally is False)")

@@ -1,0 +1,134 @@
+"""The nested family (sae.nested): one latent refined in trits by every
+layer, a prefix of any length decoded by one synthesis."""
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sae.config import ModelConfig, get_preset
+from sae.model import build_model, to_uint8
+from sae.nested import NestedAutoEncoder
+from tests.tiny import random_image
+
+
+def nested_config(scale=0.01):
+  """The tiny nested preset with its steps times ``scale``: an untrained
+  latent is small, and at the preset's steps (27 .. 1) the lower layers
+  would send no trit at all."""
+  layers = tuple(dataclasses.replace(s, step=s.step * scale)
+                 for s in get_preset("tiny", family="sae-nested").layers)
+  return ModelConfig(layers, preset="tiny", family="sae-nested")
+
+
+@functools.lru_cache(maxsize=None)
+def nested_model(seed=0):
+  tf.keras.utils.set_random_seed(seed)
+  model = build_model(nested_config())
+  model.prepare_for_coding()
+  return model
+
+
+def test_the_family_builds_a_nested_model_of_four_steps():
+  model = nested_model()
+  assert isinstance(model, NestedAutoEncoder)
+  assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
+  assert model.stream_versions == (2,)
+  assert not model.decodes_incrementally
+
+
+@pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
+def test_each_prefix_decodes_to_its_layers_reconstruction(height, width):
+  model = nested_model()
+  image = random_image(height, width, seed=3)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  strings, shape = model.compress(image, 4)
+  for k in range(1, 5):
+    decoded = model.decompress(strings[:k], shape).numpy()
+    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
+    one_band = model.decompress_one_band(strings[:k], shape).numpy()
+    np.testing.assert_array_equal(one_band, decoded)
+
+
+def test_fewer_layers_coded_are_the_first_layers_of_more():
+  model = nested_model()
+  image = random_image(32, 48, seed=4)
+  four, _ = model.compress(image, 4)
+  two, _ = model.compress(image, 2)
+  assert list(two.numpy()[:2]) == list(four.numpy()[:2])
+  assert list(two.numpy()[2:]) == [b"", b""]
+
+
+def test_every_layer_sends_trits():
+  sizes = [len(s) for s in
+           nested_model().compress(random_image(64, 64, seed=5), 4)[0].numpy()]
+  assert all(size > 8 for size in sizes)
+
+
+def test_steps_that_do_not_nest_or_latents_that_differ_are_refused():
+  layers = list(nested_config().layers)
+  with pytest.raises(ValueError, match="3 times"):
+    NestedAutoEncoder([layers[0], dataclasses.replace(layers[1], step=0.1)])
+  with pytest.raises(ValueError, match="latent channels"):
+    NestedAutoEncoder([layers[0], dataclasses.replace(
+        layers[1], latent_channels=layers[1].latent_channels + 1)])
+
+
+def test_a_new_layer_starts_from_the_base_synthesis():
+  tf.keras.utils.set_random_seed(1)
+  model = build_model(nested_config())
+  model.start_layer(2)
+  for mine, base in zip(model.codecs[2].synthesis.get_weights(),
+                        model.base.synthesis.get_weights()):
+    np.testing.assert_array_equal(mine, base)
+
+
+def test_base_training_codes_each_crop_at_one_layers_step_in_turn():
+  # Eight copies of one crop: crop b at layer b mod 4's step.
+  model = nested_model()
+  x = tf.repeat(tf.cast(random_image(32, 32, seed=6), tf.float32)[None], 8, 0)
+  bpp = model.forward(x, 0, training=False).bpp.numpy()
+  np.testing.assert_allclose(bpp[:4], bpp[4:], rtol=1e-5)
+  assert bpp[0] < bpp[1] < bpp[2] < bpp[3]
+
+
+def test_an_enhancement_layer_trains_its_own_synthesis_alone():
+  tf.keras.utils.set_random_seed(2)
+  model = build_model(nested_config())
+  variables = model.set_trainable_layer(2)
+  assert [v.ref() for v in variables] == [
+      v.ref() for v in model.codecs[2].synthesis.trainable_variables]
+  x = tf.cast(random_image(32, 32, seed=7), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.forward(x, 2).loss)
+  grads = tape.gradient(loss, variables + model.base.weight_variables)
+  assert all(g is not None for g in grads[:len(variables)])
+  assert all(g is None for g in grads[len(variables):])
+
+
+def test_stored_tables_give_the_same_weights_ids():
+  model = nested_model()
+  tables = [codec.coding_tables() for codec in model.codecs]
+  tf.keras.utils.set_random_seed(0)
+  again = build_model(nested_config())
+  again.prepare_for_coding(tables)
+  assert again.weights_ids() == model.weights_ids()
+  damaged = dict(tables[1], trit_cdf=tables[1]["trit_cdf"][:-6])
+  with pytest.raises(ValueError, match="trit tables"):
+    again.codecs[1].prepare_for_coding(damaged)
+
+
+def test_a_damaged_layer_is_refused_or_decodes_in_bounded_time():
+  model = nested_model()
+  strings, shape = model.compress(random_image(32, 32, seed=8), 3)
+  strings = strings.numpy()
+  for seed in range(4):
+    junk = np.random.default_rng(seed).bytes(len(strings[1]))
+    try:
+      image = model.decompress(tf.constant([strings[0], junk]), shape).numpy()
+    except tf.errors.InvalidArgumentError as e:
+      assert "decode completely" in str(e)
+    else:
+      assert image.shape == (32, 32, 3)
