@@ -63,20 +63,24 @@ class NestedAutoEncoder(ScalableAutoEncoder):
 
   # Training.
 
-  def _latent(self, x, step, training):
-    """(ŷ at ``step``, y's bits at it per example, z's bits): under noise
-    when training, as the coder quantizes otherwise.  ``step`` a number or
-    a (B, 1, 1, 1) tensor."""
+  def _gaussians(self, x, training):
+    """(y, its Gaussians' means and float scale indexes, z's bits)."""
     y = self.base.analysis(x)
-    mean, index, z_bits = self.base.gaussians(y, training)
+    return (y,) + tuple(self.base.gaussians(y, training))
+
+  @staticmethod
+  def _at_step(y, mean, index, step, training):
+    """(ŷ at ``step``, y's bits at it per example): under noise when
+    training, as the coder quantizes otherwise.  ``step`` a number or a
+    (B, 1, 1, 1) tensor."""
     model = gaussian_model()
     index = index_at_step(index, step)
     if training:
       u_tilde, bits = model(y / step, index, loc=mean / step, training=True)
-      return u_tilde * step, bits, z_bits
+      return u_tilde * step, bits
     y_hat = tf.round((y - mean) / step) * step + mean
     _, bits = model(y / step, tf.round(index), loc=mean / step, training=False)
-    return y_hat, bits, z_bits
+    return y_hat, bits
 
   def forward(self, x, k, training=True, lower=None):
     """Loss of layer ``k`` on a batch (see the module's docstring); for the
@@ -88,14 +92,15 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       rungs = [b % self.num_layers for b in range(x.shape[0])]
       step = tf.constant([self.steps[r] for r in rungs])[:, None, None, None]
       lmbda = tf.constant([self.specs[r].lmbda for r in rungs])
-      y_hat, bits, z_bits = self._latent(x, step, training)
+      y, mean, index, z_bits = self._gaussians(x, training)
+      y_hat, bits = self._at_step(y, mean, index, step, training)
       total = self.base.synthesis(y_hat)
       bpp = (bits + z_bits) / pixels
-    else:
-      y_hat, bits, _ = self._latent(x, self.steps[k], training=False)
-      _, bits_below, _ = self._latent(x, self.steps[k - 1], training=False)
-      y_hat = tf.stop_gradient(y_hat)
-      total = self.codecs[k].synthesis(y_hat)
+    else:  # the base is frozen: its latent and rates are constants here
+      y, mean, index, _ = self._gaussians(x, training=False)
+      y_hat, bits = self._at_step(y, mean, index, self.steps[k], False)
+      _, bits_below = self._at_step(y, mean, index, self.steps[k - 1], False)
+      total = self.codecs[k].synthesis(tf.stop_gradient(y_hat))
       lmbda = self.specs[k].lmbda
       bpp = tf.stop_gradient(bits - bits_below) / pixels
     mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
