@@ -261,6 +261,9 @@ class ScalableAutoEncoder(tf.keras.Model):
       tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
   def compress_v1(self, image, num_layers):
     """``compress`` in stream version 1, for tests of legacy streams."""
+    if 1 not in self.stream_versions:  # traced all the same (SavedModels)
+      with tf.control_dependencies([_refuse_version_1(num_layers)]):
+        return tf.fill([self.num_layers], ""), tf.shape(image)[:2]
     return self._code_layers(image, num_layers, version=1)
 
   def _code_layers(self, image, num_layers, version, one_band=False):
@@ -302,6 +305,9 @@ class ScalableAutoEncoder(tf.keras.Model):
   def decompress_v1(self, strings, image_shape):
     """``decompress`` for stream version 1, whose range decoder has no bound
     on hostile input: sae.codec runs it under a deadline."""
+    if 1 not in self.stream_versions:
+      with tf.control_dependencies([_refuse_version_1(tf.size(strings))]):
+        return tf.zeros(tf.concat([image_shape, [3]], 0), tf.uint8)
     return to_uint8(self._decode_layers(strings, image_shape, version=1))
 
   def _decode_layers(self, strings, image_shape, version, one_band=False):
@@ -368,6 +374,16 @@ class ScalableAutoEncoder(tf.keras.Model):
     with tf.control_dependencies([check]):
       total = tf.switch_case(k, [add_layer(c) for c in self.codecs])
     return total, to_uint8(total[0, :image_shape[0], :image_shape[1], :])
+
+
+def _refuse_version_1(value):
+  """An op that fails when run (never when traced: a SavedModel traces
+  every function): stream version 1 predates the mean-scale layers.
+  ``value``, any int32 scalar of the call, keeps the check off the
+  static path."""
+  return tf.debugging.Assert(
+      tf.equal(value, -1),
+      ["stream version 1 cannot hold this model family's layers"])
 
 
 def to_uint8(x):

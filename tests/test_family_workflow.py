@@ -113,3 +113,22 @@ def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refus
   error = capsys.readouterr().err.strip()
   assert len(error.splitlines()) == 1 and "weights" in error
   assert not refused.exists()
+
+
+def test_nested_weights_export_a_savedmodel_that_decodes_like_the_cli(
+    nested_weights, tmp_path):
+  import tensorflow as tf
+  from sae import bitstream
+  corpus, ckpt = nested_weights
+  folder, stream = tmp_path / "savedmodel", tmp_path / "a.sae"
+  assert commands.main(["export", str(folder), "--weights", str(ckpt)]) == 0
+  assert commands.main(["compress", str(corpus / "img0.png"), str(stream),
+                        "--weights", str(ckpt)]) == 0
+  cli_png = tmp_path / "cli.png"
+  assert commands.main(["decompress", str(stream), str(cli_png), "--weights",
+                        str(ckpt)]) == 0
+  parsed = bitstream.unpack(stream.read_bytes())
+  loaded = tf.saved_model.load(str(folder))
+  image = loaded.decompress(tf.constant(parsed.payloads),
+                            tf.constant([parsed.height, parsed.width]))
+  np.testing.assert_array_equal(image.numpy(), np.asarray(Image.open(cli_png)))
