@@ -1,6 +1,7 @@
-"""The sae-plus family through the same scripts and command line as the
-paper's model: train_base.py --family sae-plus, then train_el1.py (the
-family read from config.json), test_el1.py, compress, info, decompress."""
+"""The sae-plus and sae-nested families through the same scripts and
+command line as the paper's model: train_base.py --family F, then
+train_el1.py (the family read from config.json), test_el1.py, compress,
+info, decompress, export."""
 
 import json
 
@@ -19,16 +20,22 @@ from tests.tiny import write_corpus
 pytestmark = pytest.mark.full
 
 
-@pytest.fixture(scope="module")
-def plus_weights(tmp_path_factory):
-  root = tmp_path_factory.mktemp("plus")
+def trained_through_the_scripts(root, family):
+  """(corpus, checkpoint folder): base with --family, then el1 (the
+  family read from config.json), two steps each."""
   corpus = write_corpus(root / "corpus", [(64, 64), (80, 96)])
   ckpt = root / "ckpt"
   common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
             str(ckpt), "--steps", "2", "--no-progress", "--seed", "1"]
-  assert train_base.main(common + ["--family", "sae-plus"]) == 0
+  assert train_base.main(common + ["--family", family]) == 0
   assert train_el1.main(common) == 0
   return corpus, ckpt
+
+
+@pytest.fixture(scope="module")
+def plus_weights(tmp_path_factory):
+  return trained_through_the_scripts(tmp_path_factory.mktemp("plus"),
+                                     "sae-plus")
 
 
 def test_the_folder_records_the_family_and_layer_kinds(plus_weights):
@@ -68,16 +75,8 @@ def test_evaluation_and_the_command_line_take_the_weights(plus_weights,
 
 @pytest.fixture(scope="module")
 def nested_weights(tmp_path_factory):
-  """The nested family through the scripts: base, then el1 (family from
-  config.json)."""
-  root = tmp_path_factory.mktemp("nested")
-  corpus = write_corpus(root / "corpus", [(64, 64), (80, 96)])
-  ckpt = root / "ckpt"
-  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
-            str(ckpt), "--steps", "2", "--no-progress", "--seed", "1"]
-  assert train_base.main(common + ["--family", "sae-nested"]) == 0
-  assert train_el1.main(common) == 0
-  return corpus, ckpt
+  return trained_through_the_scripts(tmp_path_factory.mktemp("nested"),
+                                     "sae-nested")
 
 
 def test_a_nested_layer_trains_on_a_frozen_base_from_its_synthesis(
