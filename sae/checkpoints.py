@@ -256,10 +256,10 @@ def load_model(root=None, num_layers=None, prepare=True):
     prepare: build the range coding tables (the weights ids cover them).
 
   Returns:
-    The family's model (sae.model.build_model), tables built, weights
+    The family's model (sae.families.build_model), tables built, weights
     restored.
   """
-  from sae.model import build_model  # model imports losses/metrics
+  from sae.families import build_model  # models import losses/metrics
   root = pathlib.Path(root) if root is not None else DEFAULT_WEIGHTS
   config = read_config(root)
   have = available_layers(root)
@@ -316,7 +316,7 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
-  from sae.model import build_model
+  from sae.families import build_model
   config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training

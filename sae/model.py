@@ -34,14 +34,6 @@ CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec,
           "nested": RungCodec}
 
 
-def build_model(config):
-  """The model a ModelConfig describes: its family's class."""
-  if config.family == "sae-nested":
-    from sae.nested import NestedAutoEncoder  # it builds on this module
-    return NestedAutoEncoder(config.layers, config.metric)
-  return ScalableAutoEncoder(config.layers, config.metric)
-
-
 class CascadeOutput(NamedTuple):
   """Training forward pass of the active layer."""
 

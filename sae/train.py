@@ -24,7 +24,8 @@ import tqdm
 from sae import checkpoints, data, distribute, train_folder
 from sae.config import get_preset, layer_name
 from sae.errors import InputError
-from sae.model import ScalableAutoEncoder, build_model
+from sae.families import build_model
+from sae.model import ScalableAutoEncoder
 from sae.train_log import TrainLog
 from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
                              make_validation, steps_done)

@@ -20,7 +20,7 @@ import time
 from sae import checkpoints, data, distribute, train, train_folder
 from sae.config import get_preset, layers_label
 from sae.errors import InputError
-from sae.model import build_model
+from sae.families import build_model
 from sae.train_steps import joint_forward, layer_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from sae.config import ModelConfig, get_preset
-from sae.model import build_model, to_uint8
+from sae.families import build_model
+from sae.model import to_uint8
 from sae.nested import NestedAutoEncoder
 from tests.tiny import random_image
 
