@@ -49,6 +49,10 @@ def _train_joint(args) -> int:
     raise InputError(f"{source} holds {n} finished layer(s); joint "
                      "fine-tuning needs at least base and el1")
   config = config.prefix(n)
+  if config.family == "sae-nested":  # NestedAutoEncoder.forward_joint
+    raise InputError(f"{source} is a {config.family} model, which has no "
+                     "joint phase: its enhancement layers each train a "
+                     "synthesis of their own on the base's latent")
   weights = layer_weights(args.layer_weights, n)
   if state.get("layer_weights", weights) != weights:
     raise InputError(f"{out} is being fine-tuned with --layer-weights "

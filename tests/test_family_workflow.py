@@ -131,3 +131,16 @@ def test_nested_weights_export_a_savedmodel_that_decodes_like_the_cli(
   image = loaded.decompress(tf.constant(parsed.payloads),
                             tf.constant([parsed.height, parsed.width]))
   np.testing.assert_array_equal(image.numpy(), np.asarray(Image.open(cli_png)))
+
+
+def test_the_joint_phase_refuses_a_nested_model(nested_weights, tmp_path,
+                                                capsys):
+  import train_joint
+  corpus, ckpt = nested_weights
+  out = tmp_path / "joint"
+  assert train_joint.main(["--corpus", str(corpus), "--checkpoint-dir",
+                           str(ckpt), "--out-dir", str(out),
+                           "--no-progress"]) == 2
+  error = capsys.readouterr().err.strip().splitlines()
+  assert len(error) == 1 and "no joint phase" in error[0]
+  assert not out.exists()
