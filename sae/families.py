@@ -11,3 +11,14 @@ def build_model(config: ModelConfig) -> ScalableAutoEncoder:
   if config.family == "sae-nested":
     return NestedAutoEncoder(config.layers, config.metric)
   return ScalableAutoEncoder(config.layers, config.metric)
+
+
+def training_config(config: ModelConfig, preset_layers) -> ModelConfig:
+  """The layers a model needs to train the top layer of ``config``: those,
+  except for the nested family's base, which learns the latent for every
+  layer's step and so needs the layers above too (their steps and lambdas,
+  from the preset's table)."""
+  if config.family == "sae-nested" and len(config.layers) == 1:
+    return ModelConfig(config.layers + tuple(preset_layers[1:]),
+                       config.metric, config.preset, config.family)
+  return config

@@ -87,22 +87,35 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     base, crop b is coded at layer b mod L's step with its lambda, and bpp
     is that crop's total rate."""
     del lower  # nothing below is added to a nested layer's output
-    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
     if k == 0:
-      rungs = [b % self.num_layers for b in range(x.shape[0])]
-      step = tf.constant([self.steps[r] for r in rungs])[:, None, None, None]
-      lmbda = tf.constant([self.specs[r].lmbda for r in rungs])
-      y, mean, index, z_bits = self._gaussians(x, training)
-      y_hat, bits = self._at_step(y, mean, index, step, training)
-      total = self.base.synthesis(y_hat)
-      bpp = (bits + z_bits) / pixels
-    else:  # the base is frozen: its latent and rates are constants here
-      y, mean, index, _ = self._gaussians(x, training=False)
-      y_hat, bits = self._at_step(y, mean, index, self.steps[k], False)
-      _, bits_below = self._at_step(y, mean, index, self.steps[k - 1], False)
-      total = self.codecs[k].synthesis(tf.stop_gradient(y_hat))
-      lmbda = self.specs[k].lmbda
-      bpp = tf.stop_gradient(bits - bits_below) / pixels
+      return self._base_forward(
+          x, [b % self.num_layers for b in range(x.shape[0])], training)
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    # The base is frozen: its latent and rates are constants here.
+    y, mean, index, _ = self._gaussians(x, training=False)
+    y_hat, bits = self._at_step(y, mean, index, self.steps[k], False)
+    _, bits_below = self._at_step(y, mean, index, self.steps[k - 1], False)
+    total = self.codecs[k].synthesis(tf.stop_gradient(y_hat))
+    bpp = tf.stop_gradient(bits - bits_below) / pixels
+    return self._output(x, bpp, total, self.specs[k].lmbda)
+
+  def forward_rung(self, x, rung, training=False):
+    """The base's loss with every crop at layer ``rung``'s step: what the
+    base's training validates, one line per step."""
+    return self._base_forward(x, [rung] * x.shape[0], training)
+
+  def _base_forward(self, x, rungs, training):
+    """The base's loss, crop b coded at layer rungs[b]'s step with its
+    lambda; bpp is the crop's total rate at that step."""
+    step = tf.constant([self.steps[r] for r in rungs])[:, None, None, None]
+    lmbda = tf.constant([self.specs[r].lmbda for r in rungs])
+    y, mean, index, z_bits = self._gaussians(x, training)
+    y_hat, bits = self._at_step(y, mean, index, step, training)
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    return self._output(x, (bits + z_bits) / pixels, self.base.synthesis(y_hat),
+                        lmbda)
+
+  def _output(self, x, bpp, total, lmbda):
     mse = tf.reduce_mean(tf.math.squared_difference(x, total), axis=(1, 2, 3))
     loss = losses.rd_loss(bpp, x, total, lmbda, self.metric)
     return CascadeOutput(loss, bpp, mse, total)

@@ -22,9 +22,9 @@ import tensorflow as tf
 import tqdm
 
 from sae import checkpoints, data, distribute, train_folder
-from sae.config import get_preset, layer_name
+from sae.config import get_preset, layer_name, layers_label
 from sae.errors import InputError
-from sae.families import build_model
+from sae.families import build_model, training_config
 from sae.model import ScalableAutoEncoder
 from sae.train_log import TrainLog
 from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
@@ -115,7 +115,7 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   spec = config.layers[k]
   with strategy.scope():
-    model = build_model(config)
+    model = build_model(training_config(config, preset.layers))
     for j in range(k):
       checkpoints.restore_weights(model.codecs[j], root, j)
       # Fixed tables and quantization offsets: the residual is then exactly
@@ -128,12 +128,25 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
       name=layer_name(k), folder=checkpoints.layer_dir(root, k), state=state,
       model=model, trained=(k,), frozen=tuple(range(k)), variables=variables,
       forward=layer_forward(model, k),
-      validations={"": layer_forward(model, k)},
+      validations=_validations(model, k),
       dataset=_dataset(args, k, model, patch, batch, seed),
       learning_rate=spec.learning_rate, resuming=resuming,
       restore=lambda: checkpoints.restore_weights(model.codecs[k], root, k))
   state.update(spec=spec.to_dict(), metric=config.metric)
   return train(job, args, strategy, batch, patch, t_start)
+
+
+def _validations(model, k) -> dict:
+  """What layer k's training validates: its own loss; for the nested
+  family's base, which learns the latent of every layer, each layer's
+  step decoded by the base's synthesis, one line each."""
+  if k > 0 or model.codes_residuals:
+    return {"": layer_forward(model, k)}
+
+  def at_rung(r):
+    return lambda batch, training=True: model.forward_rung(batch, r, training)
+
+  return {layers_label(r): at_rung(r) for r in range(model.num_layers)}
 
 
 def train(job: Job, args, strategy, batch, patch, t_start) -> int:

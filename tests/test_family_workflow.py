@@ -88,6 +88,9 @@ def test_a_nested_layer_trains_on_a_frozen_base_from_its_synthesis(
       ("meanscale", 27.0), ("nested", 9.0)]
   state = checkpoints.read_state(ckpt, 1)
   assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
+  # The base learned (and validated) the latent at every layer's step.
+  validated = checkpoints.read_state(ckpt, 0)["validation"]
+  assert {"base", "+el1", "+el2", "+el3"} <= set(validated)
 
 
 def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refused(
