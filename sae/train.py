@@ -103,6 +103,7 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
   root = pathlib.Path(args.checkpoint_dir)
   strategy = distribute.get_strategy(args.distribute,
                                      getattr(args, "logical_cpus", None) or 0)
+  data.check_corpus(args.corpus, patch)  # before the folder gets anything
   if distribute.is_chief(strategy):
     checkpoints.write_config(root, train_folder.merged_config(root, config))
 

@@ -175,6 +175,16 @@ def test_patch_size_must_be_a_multiple_of_16(tmp_path, capsys):
   assert "multiple of 16" in err
 
 
+def test_a_corpus_without_images_is_refused_before_the_folder_is_made(
+    tmp_path, capsys):
+  (tmp_path / "empty").mkdir()
+  ckpt = tmp_path / "ck"
+  err = _refusal(capsys, train_base, ["--corpus", str(tmp_path / "empty"),
+                                      "--checkpoint-dir", str(ckpt)])
+  assert "no PNG/JPEG images" in err
+  assert not ckpt.exists()
+
+
 def test_missing_lower_layer_is_named(tmp_path, capsys):
   corpus = write_corpus(tmp_path / "c", [(64, 64)])
   code = train_el2.main(["--preset", "tiny", "--corpus", str(corpus),
