@@ -40,7 +40,7 @@ def main(argv=None):
   import sae  # noqa: F401  before TensorFlow (oneDNN default)
   import tensorflow as tf
   from sae import bitstream, checkpoints, images
-  from sae.model import ScalableAutoEncoder
+  from sae.families import build_model
   paths = sorted(images.list_images(args.kodak, recursive=False),
                  key=lambda q: pathlib.Path(q).stat().st_size)
   image = images.load_image(paths[len(paths) // 2])
@@ -48,7 +48,7 @@ def main(argv=None):
   config = checkpoints.read_config(root)
   n = checkpoints.available_layers(root)
   model, build_calls, build_s = _profiled(
-      lambda: ScalableAutoEncoder(config.layers[:n], config.metric))
+      lambda: build_model(config.prefix(n)))
   for k, layer in enumerate(model.codecs):
     checkpoints.restore_weights(layer, root, k)
   model.prepare_for_coding([checkpoints.read_tables(root, k)
@@ -59,7 +59,7 @@ def main(argv=None):
       image.shape[0], image.shape[1], list(strings.numpy()[:n]),
       model.weights_ids()))
   # Fresh functions for the decompress count (compress is traced above).
-  model2 = ScalableAutoEncoder(config.layers[:n], config.metric)
+  model2 = build_model(config.prefix(n))
   for k, layer in enumerate(model2.codecs):
     checkpoints.restore_weights(layer, root, k)
   model2.prepare_for_coding([checkpoints.read_tables(root, k)

@@ -66,13 +66,13 @@ def _child(mode, weights, source, output, warm, spawned):
   import tensorflow_compression  # noqa: F401
   lap("import tensorflow_compression")
   from sae import checkpoints, codec  # noqa: F401
-  from sae.model import ScalableAutoEncoder
+  from sae.families import build_model
   codec.lean_startup()  # as sae.commands does
   lap("import sae model modules")
   root = pathlib.Path(weights)
   config = checkpoints.read_config(root)
   num_layers = num_layers or checkpoints.available_layers(root)
-  model = ScalableAutoEncoder(config.layers[:num_layers], config.metric)
+  model = build_model(config.prefix(num_layers))
   lap("build layers")
   for k, layer in enumerate(model.codecs):
     checkpoints.restore_weights(layer, root, k)

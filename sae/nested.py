@@ -15,9 +15,9 @@ layer k's own (sae.rung) above it.  The idea is DPICT's (Lee et al., CVPR
 
 Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
 
-- the base learns the latent for every step at once: each crop of a batch
-  takes one layer's step in turn (uniform noise of that step, that layer's
-  lambda), so one synthesis runs per training step;
+- the base learns the latent for every step at once: the crops of a batch
+  take the layers' steps in turn, from a random one (uniform noise of that
+  step, that layer's lambda), so one synthesis runs per training step;
 - layer k then trains its own synthesis, started from the base's, on the
   latent the decoder has at s_k (hard-quantized).  The base fixed every
   rate, so its loss is its lambda times the distortion, plus a constant.
@@ -50,6 +50,9 @@ class NestedAutoEncoder(ScalableAutoEncoder):
            for s in self.specs):
       raise ValueError("every layer of a nested model refines the base's "
                        "latent: give them its latent channels")
+    if any(s.conv_filters != self.specs[0].conv_filters for s in self.specs):
+      raise ValueError("every layer of a nested model starts from the base's "
+                       "synthesis: give them its width")
 
   @property
   def base(self):
@@ -84,12 +87,15 @@ class NestedAutoEncoder(ScalableAutoEncoder):
 
   def forward(self, x, k, training=True, lower=None):
     """Loss of layer ``k`` on a batch (see the module's docstring); for the
-    base, crop b is coded at layer b mod L's step with its lambda, and bpp
+    base, each crop is coded at one layer's step with its lambda, and bpp
     is that crop's total rate."""
     del lower  # nothing below is added to a nested layer's output
     if k == 0:
+      # The layers in turn from a random one: balanced in a batch of a
+      # multiple of the layers, and every layer trained in any other.
+      start = tf.random.uniform([], 0, self.num_layers, tf.int32)
       return self._base_forward(
-          x, [b % self.num_layers for b in range(x.shape[0])], training)
+          x, (tf.range(tf.shape(x)[0]) + start) % self.num_layers, training)
     pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
     # The base is frozen: its latent and rates are constants here.
     y, mean, index, _ = self._gaussians(x, training=False)
@@ -102,13 +108,13 @@ class NestedAutoEncoder(ScalableAutoEncoder):
   def forward_rung(self, x, rung, training=False):
     """The base's loss with every crop at layer ``rung``'s step: what the
     base's training validates, one line per step."""
-    return self._base_forward(x, [rung] * x.shape[0], training)
+    return self._base_forward(x, tf.fill([tf.shape(x)[0]], rung), training)
 
   def _base_forward(self, x, rungs, training):
     """The base's loss, crop b coded at layer rungs[b]'s step with its
-    lambda; bpp is the crop's total rate at that step."""
-    step = tf.constant([self.steps[r] for r in rungs])[:, None, None, None]
-    lmbda = tf.constant([self.specs[r].lmbda for r in rungs])
+    lambda (``rungs`` int32 (B,)); bpp is the crop's total rate there."""
+    step = tf.gather(self.steps, rungs)[:, None, None, None]
+    lmbda = tf.gather([s.lmbda for s in self.specs], rungs)
     y, mean, index, z_bits = self._gaussians(x, training)
     y_hat, bits = self._at_step(y, mean, index, step, training)
     pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)

@@ -12,8 +12,9 @@ about what one k-layer decode costs, and the image after k layers is the one
 ``codec.decode(model, data, k)`` gives, pixel for pixel.
 
 A nested model (sae.nested) decodes any prefix with one synthesis, so each
-completed layer goes through ``codec.decode`` of the layers so far: only
-the trits of the layers below are decoded again.
+completed layer goes through ``codec.decode`` of the layers so far: the
+base's payload and the trits below are decoded again, then one synthesis
+runs.
 
 Version-1 (legacy) streams hold tensorflow-compression range codes, whose
 decoder has no bound on hostile input; sae.codec decodes them under a

@@ -56,6 +56,14 @@ def resolve_config(args, k) -> ModelConfig:
               f"{getattr(recorded, flag)}; resuming with {given} would mix "
               "two objectives (use another --checkpoint-dir)")
       specs[k] = recorded
+  if family == "sae-nested" and k > 0:  # its layers start from the base
+    if specs[k].conv_filters != specs[0].conv_filters:
+      if args.conv_filters is not None:
+        raise InputError(f"--conv-filters {args.conv_filters}: a nested "
+                         "enhancement layer has the base's width, "
+                         f"{specs[0].conv_filters}")
+      specs[k] = dataclasses.replace(specs[k],
+                                     conv_filters=specs[0].conv_filters)
   if args.patch_size is not None:
     checked_patch_size(args.patch_size)
   from_weights = getattr(args, "from_weights", False)

@@ -112,7 +112,8 @@ class TritCoder:
     float32, and tfc's end-of-data check)."""
     rows, sign, flat_parent = self._rows_and_sign(parent, scale_rows)
     symbols, consistent = rangecode.decode(self._tables, string, rows)
-    # A hostile string may decode the escape symbol: taken as the top trit.
-    trit = (tf.minimum(symbols, 2) - 1) * sign
+    # A hostile string may decode escaped values, beyond the table either
+    # way: taken as the nearest trit, so the child stays in its parent.
+    trit = (tf.clip_by_value(symbols, 0, 2) - 1) * sign
     child = RATIO * flat_parent + trit
     return tf.reshape(tf.cast(child, tf.float32), tf.shape(parent)), consistent

@@ -147,3 +147,15 @@ def test_the_joint_phase_refuses_a_nested_model(nested_weights, tmp_path,
   error = capsys.readouterr().err.strip().splitlines()
   assert len(error) == 1 and "no joint phase" in error[0]
   assert not out.exists()
+
+
+def test_a_nested_layer_takes_the_base_width_and_refuses_another(
+    nested_weights, capsys):
+  import train_el2
+  corpus, ckpt = nested_weights
+  assert train_el2.main(["--preset", "tiny", "--corpus", str(corpus),
+                         "--checkpoint-dir", str(ckpt), "--steps", "1",
+                         "--no-progress", "--conv-filters", "12"]) == 2
+  error = capsys.readouterr().err.strip().splitlines()
+  assert len(error) == 1 and "the base's width" in error[0]
+  assert not (ckpt / "el2").exists()

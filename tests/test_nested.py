@@ -75,6 +75,9 @@ def test_steps_that_do_not_nest_or_latents_that_differ_are_refused():
   with pytest.raises(ValueError, match="latent channels"):
     NestedAutoEncoder([layers[0], dataclasses.replace(
         layers[1], latent_channels=layers[1].latent_channels + 1)])
+  with pytest.raises(ValueError, match="width"):
+    NestedAutoEncoder([layers[0], dataclasses.replace(
+        layers[1], conv_filters=layers[1].conv_filters + 1)])
 
 
 def test_a_new_layer_starts_from_the_base_synthesis():
@@ -86,13 +89,16 @@ def test_a_new_layer_starts_from_the_base_synthesis():
     np.testing.assert_array_equal(mine, base)
 
 
-def test_base_training_codes_each_crop_at_one_layers_step_in_turn():
-  # Eight copies of one crop: crop b at layer b mod 4's step.
+def test_base_training_codes_the_crops_at_the_layers_steps_in_turn():
+  # Eight copies of one crop: each layer's step twice, crop b as b + 4.
   model = nested_model()
   x = tf.repeat(tf.cast(random_image(32, 32, seed=6), tf.float32)[None], 8, 0)
-  bpp = model.forward(x, 0, training=False).bpp.numpy()
-  np.testing.assert_allclose(bpp[:4], bpp[4:], rtol=1e-5)
-  assert bpp[0] < bpp[1] < bpp[2] < bpp[3]
+  at_step = [float(model.forward_rung(x, r).bpp[0]) for r in range(4)]
+  assert at_step == sorted(at_step) and len(set(at_step)) == 4
+  for _ in range(3):  # from a random layer
+    bpp = model.forward(x, 0, training=False).bpp.numpy()
+    np.testing.assert_allclose(bpp[:4], bpp[4:], rtol=1e-5)
+    np.testing.assert_allclose(sorted(bpp[:4]), at_step, rtol=1e-5)
 
 
 def test_an_enhancement_layer_trains_its_own_synthesis_alone():
