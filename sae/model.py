@@ -16,7 +16,7 @@ exact residual it will see when coding.
 """
 
 import hashlib
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import tensorflow as tf
 
@@ -43,6 +43,15 @@ class CascadeOutput(NamedTuple):
   total: tf.Tensor        # cumulative reconstruction, unclipped
 
 
+class Finish(NamedTuple):
+  """The last part of a layer's training when it trains less than the
+  layer: from ``fraction`` of the steps before the end, ``forward`` (batch
+  -> CascadeOutput) on ``variables`` only."""
+  fraction: float
+  forward: Callable
+  variables: list
+
+
 class ScalableAutoEncoder(tf.keras.Model):
   """A list of LayerCodecs built from one LayerSpec table."""
 
@@ -65,6 +74,12 @@ class ScalableAutoEncoder(tf.keras.Model):
   def start_layer(self, k):
     """Prepares layer ``k`` before its training starts afresh (nothing in
     a cascade; sae.nested starts a layer from the base)."""
+
+  def finish(self, k):
+    """Layer ``k``'s training's last part, a Finish, or None when the whole
+    run trains the whole layer (a cascade; see sae.nested)."""
+    del k
+    return None
 
   @property
   def num_layers(self) -> int:

@@ -18,6 +18,11 @@ Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
 - the base learns the latent for every step at once: the crops of a batch
   take the layers' steps in turn, from a random one (uniform noise of that
   step, that layer's lambda), so one synthesis runs per training step;
+- the base's last tenth of steps trains its synthesis alone, on the
+  latent the decoder has at the base's step (hard-quantized), so that the
+  base decodes with a synthesis of its own step as every layer above;
+  the latent and every rate are fixed by then (the probes measured
+  +0.32 dB at the base for such a synthesis, docs/sae-plus-probes.md);
 - layer k then trains its own synthesis, started from the base's, on the
   latent the decoder has at s_k (hard-quantized).  The base fixed every
   rate, so its loss is its lambda times the distortion, plus a constant.
@@ -31,7 +36,7 @@ import tensorflow as tf
 
 from sae import losses, trits
 from sae.meanscale import gaussian_model, gaussian_rows, index_at_step
-from sae.model import CascadeOutput, ScalableAutoEncoder
+from sae.model import CascadeOutput, Finish, ScalableAutoEncoder
 from sae.transforms import latent_shape, pad_to_stride
 
 
@@ -54,6 +59,10 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       raise ValueError("every layer of a nested model starts from the base's "
                        "synthesis: give them its width")
 
+  # The part of the base's steps, at the end, that train its synthesis
+  # alone (see the module's docstring).
+  BASE_SYNTHESIS_FRACTION = 0.1
+
   @property
   def base(self):
     return self.codecs[0]
@@ -65,6 +74,16 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       self.codecs[k].synthesis.set_weights(self.base.synthesis.get_weights())
 
   # Training.
+
+  def finish(self, k):
+    if k > 0:
+      return None  # a rung trains nothing but its synthesis anyway
+
+    def forward(x, training=True):
+      return self.forward_synthesis(x, 0, training)
+
+    return Finish(self.BASE_SYNTHESIS_FRACTION, forward,
+                  self.base.synthesis.trainable_variables)
 
   def _gaussians(self, x, training):
     """(y, its Gaussians' means and float scale indexes, z's bits)."""
@@ -96,13 +115,23 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       start = tf.random.uniform([], 0, self.num_layers, tf.int32)
       return self._base_forward(
           x, (tf.range(tf.shape(x)[0]) + start) % self.num_layers, training)
+    return self.forward_synthesis(x, k, training)
+
+  def forward_synthesis(self, x, k, training=True):
+    """Layer ``k``'s loss with its synthesis trained alone, on the latent
+    the decoder has at its step (hard-quantized); bpp is what the layer
+    sends (the base: z and its symbols).  The latent and the rates are
+    constants here."""
+    del training  # nothing but the synthesis learns, on the coder's latent
     pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-    # The base is frozen: its latent and rates are constants here.
-    y, mean, index, _ = self._gaussians(x, training=False)
+    y, mean, index, z_bits = self._gaussians(x, training=False)
     y_hat, bits = self._at_step(y, mean, index, self.steps[k], False)
-    _, bits_below = self._at_step(y, mean, index, self.steps[k - 1], False)
+    if k > 0:
+      bits -= self._at_step(y, mean, index, self.steps[k - 1], False)[1]
+    else:
+      bits += z_bits
     total = self.codecs[k].synthesis(tf.stop_gradient(y_hat))
-    bpp = tf.stop_gradient(bits - bits_below) / pixels
+    bpp = tf.stop_gradient(bits) / pixels
     return self._output(x, bpp, total, self.specs[k].lmbda)
 
   def forward_rung(self, x, rung, training=False):

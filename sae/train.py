@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -25,7 +25,7 @@ from sae import checkpoints, data, distribute, train_folder
 from sae.config import get_preset, layer_name, layers_label
 from sae.errors import InputError
 from sae.families import build_model, training_config
-from sae.model import ScalableAutoEncoder
+from sae.model import Finish, ScalableAutoEncoder
 from sae.train_log import TrainLog
 from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
                              make_validation, steps_done)
@@ -61,6 +61,7 @@ class Job:
   resuming: bool               # continues a run (its state or its weights)
   restore: Callable            # weights-only resume
   validate_at_start: bool = False  # a fine-tuning's starting point (step 0)
+  finish: Optional[Finish] = None  # the run's last part, when it differs
 
 
 def _dataset(args, k, model, patch, batch, seed):
@@ -132,7 +133,8 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
       validations=_validations(model, k),
       dataset=_dataset(args, k, model, patch, batch, seed),
       learning_rate=spec.learning_rate, resuming=resuming,
-      restore=lambda: checkpoints.restore_weights(model.codecs[k], root, k))
+      restore=lambda: checkpoints.restore_weights(model.codecs[k], root, k),
+      finish=model.finish(k))
   state.update(spec=spec.to_dict(), metric=config.metric)
   return train(job, args, strategy, batch, patch, t_start)
 
@@ -165,6 +167,14 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
               if job.resuming else None)
   if boundary is None:
     boundary = int(args.steps * args.lr_decay_at)
+  schedule_record = {"learning_rate": job.learning_rate, "decay_to": 0.1,
+                     "decay_at_step": boundary}
+  if job.finish:  # fixed by the first run that records it, as the decay
+    finish_at = (state.get("schedule", {}).get("finish_from_step")
+                 if job.resuming else None)
+    if finish_at is None:
+      finish_at = int(args.steps * (1 - job.finish.fraction))
+    schedule_record["finish_from_step"] = finish_at
   lr = job.learning_rate
   with strategy.scope():
     schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -180,8 +190,7 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
     raise InputError(f"the layers below {job.name} in {root} changed "
                      "since its training started; its checkpoint is stale")
   state.update(lower_layer_sha256_before=frozen_before,
-               schedule={"learning_rate": lr, "decay_to": 0.1,
-                         "decay_at_step": boundary})
+               schedule=schedule_record)
 
   objects = {layer_name(j): checkpoints.layer_checkpoint(model.codecs[j])
              for j in job.trained}
@@ -218,6 +227,10 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
           file=sys.stderr)
   train_step = make_train_step(job.forward, job.variables, optimizer, strategy,
                                batch, jit_compile=args.jit)
+  if job.finish:
+    finish_step = make_train_step(job.finish.forward, job.finish.variables,
+                                  optimizer, strategy, batch,
+                                  jit_compile=args.jit)
 
   log = TrainLog(folder, chief, by_layer=len(job.validations) > 1)
   val_batches = data.validation_batches(args.corpus, patch, 8)
@@ -251,7 +264,9 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   # Ctrl-C or SIGTERM (see interruptible) saves before leaving.
   try:
     for step in range(start, end):
-      values = train_step(next(iterator)).numpy()
+      step_fn = (finish_step if job.finish and step >= finish_at
+                 else train_step)
+      values = step_fn(next(iterator)).numpy()
       if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(
             f"loss became {values[0]} at step {step}; resume from the last "

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import test_el1
@@ -159,3 +160,29 @@ def test_a_nested_layer_takes_the_base_width_and_refuses_another(
   error = capsys.readouterr().err.strip().splitlines()
   assert len(error) == 1 and "the base's width" in error[0]
   assert not (ckpt / "el2").exists()
+
+
+def _weights(ckpt, k):
+  """{variable name: value} of layer ``k``'s saved weights."""
+  path = str(checkpoints.layer_dir(ckpt, k) / "weights")
+  return {name: tf.train.load_variable(path, name)
+          for name, _ in tf.train.list_variables(path)
+          if name.endswith("VARIABLE_VALUE")}
+
+
+def test_the_nested_base_ends_by_training_its_synthesis_alone(tmp_path):
+  # 10 steps: the last tenth (step 10) trains the synthesis only.
+  corpus = write_corpus(tmp_path / "corpus", [(64, 64)])
+  ckpt = tmp_path / "ckpt"
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--steps", "10", "--no-progress", "--seed", "1"]
+  assert train_base.main(common + ["--family", "sae-nested",
+                                   "--stop-at", "9"]) == 0
+  before = _weights(ckpt, 0)
+  assert train_base.main(common) == 0
+  state = checkpoints.read_state(ckpt, 0)
+  assert state["steps"] == 10 and state["schedule"]["finish_from_step"] == 9
+  after = _weights(ckpt, 0)
+  changed = {name for name in before
+             if not np.array_equal(before[name], after[name])}
+  assert changed and all(name.startswith("synthesis/") for name in changed)

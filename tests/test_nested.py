@@ -139,3 +139,25 @@ def test_a_damaged_layer_is_refused_or_decodes_in_bounded_time():
       assert "decode completely" in str(e)
     else:
       assert image.shape == (32, 32, 3)
+
+
+def test_the_base_finishes_by_training_its_synthesis_alone():
+  tf.keras.utils.set_random_seed(3)
+  model = build_model(nested_config())
+  model.set_trainable_layer(0)
+  finish = model.finish(0)
+  assert 0 < finish.fraction < 1 and model.finish(1) is None
+  synthesis = model.base.synthesis.trainable_variables
+  assert [v.ref() for v in finish.variables] == [v.ref() for v in synthesis]
+  x = tf.cast(random_image(32, 32, seed=8), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    out = finish.forward(x)
+    loss = tf.reduce_mean(out.loss)
+  others = [v for v in model.base.weight_variables
+            if all(v is not s for s in synthesis)]
+  grads = tape.gradient(loss, synthesis + others)
+  assert all(g is not None for g in grads[:len(synthesis)])
+  assert all(g is None for g in grads[len(synthesis):])
+  # It decodes what the coder sends: the base's rate, hard-quantized.
+  np.testing.assert_allclose(out.bpp, model.forward_rung(x, 0, False).bpp,
+                             rtol=1e-5)

@@ -412,10 +412,10 @@ def test_train_all_passes_sigterm_to_the_trainer(tmp_path):
     assert proc.poll() is None and time.monotonic() < deadline
     time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
-  proc.communicate(timeout=120)
-  assert proc.returncode == 143
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 143, stderr
   # The trainer saved and left: nothing keeps writing the checkpoint folder.
-  assert checkpoints.read_state(ckpt, 0)["steps"] >= 100
+  assert checkpoints.read_state(ckpt, 0).get("steps", 0) >= 100, stderr
   done = subprocess.run(["pgrep", "-f", str(ckpt)], capture_output=True)
   assert done.returncode == 1, done.stdout
 
