@@ -4,20 +4,25 @@
 # beside the paper's curve, layered JPEG 2000 at the model's own rates (MSE
 # model), the RD, training and visual figures, and the BD-rates.
 #
-#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper [ship_weights options, e.g. --note TEXT]
+#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [ship_weights options, e.g. --note TEXT]
 #
 # mse and ms-ssim are the paper's family (results/kodak/sae-<name>.json);
-# sae-plus and sae-plus-hyper are SAE+ families (results/kodak/<name>.json).
+# sae-plus, sae-plus-hyper and sae-nested are SAE+ families
+# (results/kodak/<name>.json). An MSE model of four layers also gets the
+# JPEG 2000 quality layers at its own rates: the mse model's in
+# results/kodak/jpeg2000-layers.json (the bench's anchor), another's in
+# results/at-rates/<name>/jpeg2000-layers.json, with its BD-rates against
+# them and the mse model in results/at-rates/<name>/bd-rates.json.
 #
 # Kodak is read from $KODAK (default kodak/, where the test scripts download
 # it). Results go to results/kodak/ (results files only), the report to
 # results/reports/, the BD-rates to results/bd-rates.json. The README's
 # tables are then updated from what it prints.
 set -euo pipefail
-usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper [--note TEXT] [--layers N]"
+usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--note TEXT] [--layers N]"
 model=${1:?$usage}
 shift
-case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
+case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
@@ -43,6 +48,14 @@ if [ "$model" = mse ]; then
   python -m sae.plots --training "checkpoints/$model" --recon-dir "$recon" \
       --images "$kodak"
 else
+  if [ "$model" != ms-ssim ] && [ "$layers" -eq 4 ]; then
+    at_rates=results/at-rates/$model
+    python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
+        --sae-results "$results" --out-dir "$at_rates" --no-progress
+    python -m sae.bdrate --sae "$results" --anchors \
+        "$at_rates/jpeg2000-layers.json" results/kodak/sae-mse.json \
+        --out "$at_rates/bd-rates.json" --markdown
+  fi
   python -m sae.plots --training "checkpoints/$model"
 fi
 python -m sae.bdrate --markdown --paper
