@@ -186,3 +186,22 @@ def test_the_nested_base_ends_by_training_its_synthesis_alone(tmp_path):
   changed = {name for name in before
              if not np.array_equal(before[name], after[name])}
   assert changed and all(name.startswith("synthesis/") for name in changed)
+
+
+def test_the_latent_floor_benchmark_decodes_every_step_by_every_synthesis(
+    nested_weights, tiny_weights, capsys):
+  from benchmarks import latent_floor
+  corpus, ckpt = nested_weights
+  assert latent_floor.main(["--weights", str(ckpt), "--corpus", str(corpus),
+                            "--patch-size", "64"]) == 0
+  rows = capsys.readouterr().out.strip().splitlines()
+  # A row per step and the unquantized latent; a column per synthesis.
+  assert [r.rsplit(maxsplit=2)[0] for r in rows[1:]] == [
+      "step 27", "step 9", "unquantized"]
+  psnrs = [[float(v) for v in r.split()[-2:]] for r in rows[1:]]
+  assert all(0 < v < 100 for row in psnrs for v in row)
+  # A cascade refines no shared latent: refused in one line.
+  assert latent_floor.main(["--weights", str(tiny_weights), "--corpus",
+                            str(corpus)]) == 2
+  error = capsys.readouterr().err.strip().splitlines()
+  assert len(error) == 1 and "no nested model" in error[0]
