@@ -1,19 +1,20 @@
-"""How far a finer step can still lift a nested model: its synthesis's PSNR
-with the latent at every layer's step, and unquantized (the floor).
+"""How far a finer step can still lift a nested model: its syntheses'
+PSNR with the latent at every layer's step, and unquantized (the floor).
 
     python benchmarks/latent_floor.py --weights checkpoints/sae-nested \
         --corpus DIR [--patch-size 256]
 
-On the trainer's fixed validation crops of --corpus (sae.data), each line
-decoded by the base's synthesis and by each layer's own, where the folder
-has it.  When the finest steps sit at the unquantized latent's PSNR, the
-bits they add buy nothing yet: the analysis and synthesis, not the step,
-bound the quality (the top rungs early in the base's training,
-docs/sae-plus-probes.md).
+On the trainer's fixed validation crops of --corpus (sae.data), the
+latent quantized at each step of the family's table (the layers above a
+base still in training included), decoded to 8 bits by each synthesis the
+folder holds.  When the finest steps sit at the unquantized latent's PSNR,
+the bits they add buy nothing yet: the analysis and synthesis, not the
+step, bound the quality (the top steps early in the base's training,
+docs/sae-plus-probes.md).  The trainer's val.csv measures the unrounded
+output, so its PSNRs differ a little.
 """
 
 import argparse
-import math
 import os
 import sys
 
@@ -21,31 +22,35 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
-import tensorflow as tf  # noqa: E402
+import numpy as np  # noqa: E402
 
-from sae import checkpoints, data  # noqa: E402
-from sae.config import layers_label  # noqa: E402
+from sae import checkpoints, data, metrics, trits  # noqa: E402
+from sae.config import get_preset, layers_label  # noqa: E402
+from sae.families import build_model, with_layers_above  # noqa: E402
+from sae.model import to_uint8  # noqa: E402
 from sae.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 
 
-def floor_psnrs(model, batches, steps):
-  """{step (0: unquantized): [PSNR decoded by synthesis k, k = 0..]}."""
+def floor_psnrs(model, batches, syntheses):
+  """{step (0: unquantized): [PSNR decoded by synthesis k, k < syntheses]}."""
   base = model.codecs[0]
-  errors = {step: [0.0] * model.num_layers for step in steps}
-  count = 0
+  steps = model.steps + (0.0,)
+  originals, decoded = [], {step: [[] for _ in range(syntheses)]
+                            for step in steps}
   for x in batches:
     y = base.analysis(x, training=False)
     mean, _, _ = base.gaussians(y)
-    for step in steps:
-      y_hat = y if not step else tf.round((y - mean) / step) * step + mean
-      for k, codec in enumerate(model.codecs):
-        x_hat = tf.clip_by_value(codec.synthesis(y_hat), 0, 255)
-        errors[step][k] += float(tf.reduce_sum(
-            tf.math.squared_difference(x, x_hat)))
-    count += int(tf.size(x))
-  return {step: [10 * math.log10(255 ** 2 * count / max(e, 1e-10))
-                 for e in row] for step, row in errors.items()}
+    latents = [q * step + mean
+               for q, step in zip(trits.nest(y - mean, model.steps),
+                                  model.steps)] + [y]
+    for step, y_hat in zip(steps, latents):
+      for k in range(syntheses):
+        decoded[step][k].append(to_uint8(model.codecs[k].synthesis(y_hat)))
+    originals.append(x.numpy())
+  originals = np.concatenate(originals)
+  return {step: [metrics.psnr(originals, np.concatenate(d)) for d in row]
+          for step, row in decoded.items()}
 
 
 def main(argv=None) -> int:
@@ -61,13 +66,21 @@ def _main(argv) -> int:
                  help="training images: the trainer's validation crops")
   p.add_argument("--patch-size", type=int, default=256)
   args = p.parse_args(argv)
-  model = checkpoints.load_model(args.weights)
-  if not hasattr(model, "steps"):
-    raise InputError(f"{args.weights} holds no nested model: its layers "
-                     "refine no shared latent")
+  config = checkpoints.read_config(args.weights)
+  if config.family != "sae-nested":
+    raise InputError(f"{args.weights} holds a {config.family} model: its "
+                     "layers refine no shared latent")
+  have = checkpoints.available_layers(args.weights)
+  if have == 0:
+    raise InputError(f"{args.weights} holds no trained layer")
+  # Every step of the family's table, as the base's training sees them.
+  preset = get_preset(config.preset, config.metric, config.family)
+  model = build_model(with_layers_above(config.prefix(have), preset.layers))
+  for k in range(have):
+    checkpoints.restore_weights(model.codecs[k], args.weights, k)
   batches = data.validation_batches(args.corpus, args.patch_size, 8)
-  psnrs = floor_psnrs(model, batches, model.steps + (0.0,))
-  names = [f"synthesis {layers_label(k)}" for k in range(model.num_layers)]
+  psnrs = floor_psnrs(model, batches, have)
+  names = [f"synthesis {layers_label(k)}" for k in range(have)]
   print(f"{'latent at':<14}" + "".join(f"{n:>18}" for n in names))
   for step, row in psnrs.items():
     label = f"step {step:g}" if step else "unquantized"

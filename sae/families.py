@@ -19,6 +19,11 @@ def training_config(config: ModelConfig, preset_layers) -> ModelConfig:
   layer's step and so needs the layers above too (their steps and lambdas,
   from the preset's table)."""
   if config.family == "sae-nested" and len(config.layers) == 1:
-    return ModelConfig(config.layers + tuple(preset_layers[1:]),
-                       config.metric, config.preset, config.family)
+    return with_layers_above(config, preset_layers)
   return config
+
+
+def with_layers_above(config: ModelConfig, preset_layers) -> ModelConfig:
+  """``config``'s layers, then the preset's above them."""
+  return ModelConfig(config.layers + tuple(preset_layers[len(config.layers):]),
+                     config.metric, config.preset, config.family)

@@ -46,10 +46,11 @@ class CascadeOutput(NamedTuple):
 class Finish(NamedTuple):
   """The last part of a layer's training when it trains less than the
   layer: from ``fraction`` of the steps before the end, ``forward`` (batch
-  -> CascadeOutput) on ``variables`` only."""
+  -> CascadeOutput) on ``variables`` only, once ``start()`` has run."""
   fraction: float
   forward: Callable
   variables: list
+  start: Callable
 
 
 class ScalableAutoEncoder(tf.keras.Model):

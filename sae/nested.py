@@ -23,8 +23,8 @@ Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
   base decodes with a synthesis of its own step as every layer above;
   the latent and every rate are fixed by then (the probes measured
   +0.32 dB at the base for such a synthesis, docs/sae-plus-probes.md);
-- layer k then trains its own synthesis, started from the base's, on the
-  latent the decoder has at s_k (hard-quantized).  The base fixed every
+- layer k then trains its own synthesis, started from layer k - 1's, on
+  the latent the decoder has at s_k (hard-quantized).  The base fixed every
   rate, so its loss is its lambda times the distortion, plus a constant.
 
 The model is a ScalableAutoEncoder whose layers are the base (a
@@ -68,10 +68,12 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     return self.codecs[0]
 
   def start_layer(self, k):
-    """A new layer's synthesis starts from the base's, which was trained
-    to decode every step."""
+    """A new layer's synthesis starts from the one below it, trained on the
+    nearest coarser step (the base's was trained on every step, then on its
+    own)."""
     if k > 0:
-      self.codecs[k].synthesis.set_weights(self.base.synthesis.get_weights())
+      self.codecs[k].synthesis.set_weights(
+          self.codecs[k - 1].synthesis.get_weights())
 
   # Training.
 
@@ -82,8 +84,10 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     def forward(x, training=True):
       return self.forward_synthesis(x, 0, training)
 
+    # The prior is fixed from then on: its offset is computed once.
     return Finish(self.BASE_SYNTHESIS_FRACTION, forward,
-                  self.base.synthesis.trainable_variables)
+                  self.base.synthesis.trainable_variables,
+                  self.base.fix_offset)
 
   def _gaussians(self, x, training):
     """(y, its Gaussians' means and float scale indexes, z's bits)."""

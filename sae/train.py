@@ -163,18 +163,9 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   state, model = job.state, job.model
   # The decay step is fixed by the first run: extending --steps later must
   # not raise the learning rate again.
-  boundary = (state.get("schedule", {}).get("decay_at_step")
-              if job.resuming else None)
-  if boundary is None:
-    boundary = int(args.steps * args.lr_decay_at)
-  schedule_record = {"learning_rate": job.learning_rate, "decay_to": 0.1,
-                     "decay_at_step": boundary}
-  if job.finish:  # fixed by the first run that records it, as the decay
-    finish_at = (state.get("schedule", {}).get("finish_from_step")
-                 if job.resuming else None)
-    if finish_at is None:
-      finish_at = int(args.steps * (1 - job.finish.fraction))
-    schedule_record["finish_from_step"] = finish_at
+  schedule_before = state.get("schedule", {}) if job.resuming else {}
+  boundary = schedule_before.get("decay_at_step",
+                                 int(args.steps * args.lr_decay_at))
   lr = job.learning_rate
   with strategy.scope():
     schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -190,7 +181,8 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
     raise InputError(f"the layers below {job.name} in {root} changed "
                      "since its training started; its checkpoint is stale")
   state.update(lower_layer_sha256_before=frozen_before,
-               schedule=schedule_record)
+               schedule={"learning_rate": lr, "decay_to": 0.1,
+                         "decay_at_step": boundary})
 
   objects = {layer_name(j): checkpoints.layer_checkpoint(model.codecs[j])
              for j in job.trained}
@@ -237,6 +229,13 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   validations = {label: make_validation(forward)
                  for label, forward in job.validations.items()}
   start = steps_done(optimizer, offset)
+  if job.finish:
+    # Fixed as the decay; a run recorded before the finish existed (or
+    # already past where it would start) finishes from where it is.
+    finish_at = schedule_before.get("finish_from_step", max(
+        start, int(args.steps * (1 - job.finish.fraction))))
+    state["schedule"]["finish_from_step"] = finish_at
+    finish_started = False
   # --stop-at ends this run early; the schedule still follows --steps.
   end = min(args.steps, getattr(args, "stop_at", None) or args.steps)
   if start >= end:  # nothing to train: start-up is not training time
@@ -264,8 +263,13 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   # Ctrl-C or SIGTERM (see interruptible) saves before leaving.
   try:
     for step in range(start, end):
-      step_fn = (finish_step if job.finish and step >= finish_at
-                 else train_step)
+      step_fn = train_step
+      if job.finish and step >= finish_at:
+        if not finish_started:
+          with strategy.scope():
+            job.finish.start()
+          finish_started = True
+        step_fn = finish_step
       values = step_fn(next(iterator)).numpy()
       if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sae import checkpoints
 from sae.config import ModelConfig, get_preset
 from sae.families import build_model
 from sae.model import to_uint8
 from sae.nested import NestedAutoEncoder
-from tests.tiny import random_image
+from tests.tiny import random_image, write_corpus
 
 
 def nested_config(scale=0.01):
@@ -80,13 +81,13 @@ def test_steps_that_do_not_nest_or_latents_that_differ_are_refused():
         layers[1], conv_filters=layers[1].conv_filters + 1)])
 
 
-def test_a_new_layer_starts_from_the_base_synthesis():
+def test_a_new_layer_starts_from_the_synthesis_below_it():
   tf.keras.utils.set_random_seed(1)
   model = build_model(nested_config())
   model.start_layer(2)
-  for mine, base in zip(model.codecs[2].synthesis.get_weights(),
-                        model.base.synthesis.get_weights()):
-    np.testing.assert_array_equal(mine, base)
+  for mine, below in zip(model.codecs[2].synthesis.get_weights(),
+                         model.codecs[1].synthesis.get_weights()):
+    np.testing.assert_array_equal(mine, below)
 
 
 def test_base_training_codes_the_crops_at_the_layers_steps_in_turn():
@@ -161,3 +162,44 @@ def test_the_base_finishes_by_training_its_synthesis_alone():
   # It decodes what the coder sends: the base's rate, hard-quantized.
   np.testing.assert_allclose(out.bpp, model.forward_rung(x, 0, False).bpp,
                              rtol=1e-5)
+  # The prior no longer trains: its offset is computed once, the same.
+  finish.start()
+  again = finish.forward(x)
+  np.testing.assert_allclose(again.bpp, out.bpp, rtol=1e-6)
+  np.testing.assert_allclose(again.total, out.total, atol=1e-3)
+
+
+def _weights(ckpt, k):
+  """{variable name: value} of layer ``k``'s saved weights."""
+  path = str(checkpoints.layer_dir(ckpt, k) / "weights")
+  return {name: tf.train.load_variable(path, name)
+          for name, _ in tf.train.list_variables(path)
+          if name.endswith("VARIABLE_VALUE")}
+
+
+def _changed(before, after):
+  return {name for name in before
+          if not np.array_equal(before[name], after[name])}
+
+
+def test_the_base_trains_whole_then_its_synthesis_alone_from_the_recorded_step(
+    tmp_path):
+  import train_base
+  corpus = write_corpus(tmp_path / "corpus", [(64, 64)])
+  ckpt = tmp_path / "ckpt"
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--no-progress", "--seed", "1", "--validate-every", "0"]
+  # 10 steps: the last tenth, step 9, trains the synthesis alone.
+  assert train_base.main(common + ["--family", "sae-nested", "--steps", "10",
+                                   "--stop-at", "8"]) == 0
+  at_8 = _weights(ckpt, 0)
+  # Resumed with more steps, the boundary stays where the first run put it.
+  assert train_base.main(common + ["--steps", "20", "--stop-at", "9"]) == 0
+  at_9 = _weights(ckpt, 0)
+  assert train_base.main(common + ["--steps", "20", "--stop-at", "11"]) == 0
+  state = checkpoints.read_state(ckpt, 0)
+  assert state["steps"] == 11 and state["schedule"]["finish_from_step"] == 9
+  whole, synthesis = _changed(at_8, at_9), _changed(at_9, _weights(ckpt, 0))
+  assert any(name.startswith("analysis/") for name in whole)
+  assert any(name.startswith("prior/") for name in whole)
+  assert synthesis and all(name.startswith("synthesis/") for name in synthesis)

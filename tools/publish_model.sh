@@ -12,7 +12,7 @@
 # JPEG 2000 quality layers at its own rates: the mse model's in
 # results/kodak/jpeg2000-layers.json (the bench's anchor), another's in
 # results/at-rates/<name>/jpeg2000-layers.json, with its BD-rates against
-# them and the mse model in results/at-rates/<name>/bd-rates.json.
+# them and the mse model in results/at-rates/<name>-bd-rates.json.
 #
 # Kodak is read from $KODAK (default kodak/, where the test scripts download
 # it). Results go to results/kodak/ (results files only), the report to
@@ -38,24 +38,29 @@ python "$script" --weights "$weights" --kodak "$kodak" --out "$results" \
     --recon-dir "$recon" --no-progress
 python -m sae.report --sae "$results" --training "checkpoints/$model" \
     --out "results/reports/report-$model.json"
-if [ "$model" = mse ]; then
-  # The classical scalable codec at SAE's own rates, once all four layers
-  # exist (until then results/kodak/jpeg2000-layers.json keeps the paper's).
-  if [ "$layers" -eq 4 ]; then
-    python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
-        --sae-results "$results" --no-progress
+metric=$(python -c 'import sys; from sae import checkpoints
+print(checkpoints.read_config(sys.argv[1]).metric)' "$weights")
+if [ "$metric" = mse ] && [ "$layers" -eq 4 ]; then
+  # The classical scalable codec at the model's own rates, once all four
+  # layers exist (until then results/kodak/jpeg2000-layers.json keeps the
+  # paper's rates).
+  if [ "$model" = mse ]; then at_rates=results/kodak; else at_rates=results/at-rates/$model; fi
+  python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
+      --sae-results "$results" --out-dir "$at_rates" --no-progress
+  if [ ! -f "$at_rates/jpeg2000-layers.json" ]; then
+    echo "error: JPEG 2000 was not measured (see above); $weights is shipped" >&2
+    exit 1
   fi
+  if [ "$model" != mse ]; then
+    python -m sae.bdrate --sae "$results" --anchors \
+        "$at_rates/jpeg2000-layers.json" results/kodak/sae-mse.json \
+        --out "results/at-rates/$model-bd-rates.json" --markdown
+  fi
+fi
+if [ "$model" = mse ]; then
   python -m sae.plots --training "checkpoints/$model" --recon-dir "$recon" \
       --images "$kodak"
 else
-  if [ "$model" != ms-ssim ] && [ "$layers" -eq 4 ]; then
-    at_rates=results/at-rates/$model
-    python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
-        --sae-results "$results" --out-dir "$at_rates" --no-progress
-    python -m sae.bdrate --sae "$results" --anchors \
-        "$at_rates/jpeg2000-layers.json" results/kodak/sae-mse.json \
-        --out "$at_rates/bd-rates.json" --markdown
-  fi
   python -m sae.plots --training "checkpoints/$model"
 fi
 python -m sae.bdrate --markdown --paper
