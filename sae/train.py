@@ -231,7 +231,9 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
   start = steps_done(optimizer, offset)
   if job.finish:
     # Fixed as the decay; a run recorded before the finish existed (or
-    # already past where it would start) finishes from where it is.
+    # already past where it would start) finishes from where it is. Every
+    # worker reads the same state.json and checkpoint (the chief's folder),
+    # so all switch to the finish's step, a collective, at the same step.
     finish_at = schedule_before.get("finish_from_step", max(
         start, int(args.steps * (1 - job.finish.fraction))))
     state["schedule"]["finish_from_step"] = finish_at
