@@ -61,7 +61,8 @@ from sae.transforms import (SynthesisTransform, latent_shape,  # noqa: E402
 # Candidate names of some --rung-weights; others are named by their weights.
 NAMED = {(1.0, 1.0, 1.0): "f-nested", (0.0, 0.0, 1.0): "g-nested-top",
          (1.0, 1.0, 1.0, "affine"): "h-nested-affine",
-         (1.0, 1.0, 1.0, "mixed"): "i-nested-mixed"}
+         (1.0, 1.0, 1.0, "mixed"): "i-nested-mixed",
+         (1.0, 1.0, 1.0, "mixed", "own"): "j-nested-mixed-own"}
 STEPS = (9.0, 3.0, 1.0)  # quantization step of each layer, coarse to fine
 LAMBDAS = tuple(spec.lmbda for spec in PAPER_LAYERS[:len(STEPS)])
 # The cascade's el2 latent (96 channels) and the faithful width.
@@ -91,6 +92,22 @@ class RungAffine(tf.Module):
     return y_hat * self.gain[rung] + self.offset[rung]
 
 
+class OwnSyntheses(tf.Module):
+  """A synthesis per rung, trained with the latent from the start
+  (``--own-synthesis``, candidate j-nested-mixed-own): copies of one
+  initial synthesis.  Empty for the other candidates."""
+
+  def __init__(self, enabled):
+    super().__init__(name="own_syntheses")
+    self.syntheses = []
+    for _ in range(len(STEPS) if enabled else 0):
+      synthesis = SynthesisTransform(SPEC)
+      synthesis.build((None, None, None, SPEC.latent_channels))
+      if self.syntheses:
+        synthesis.set_weights(self.syntheses[0].get_weights())
+      self.syntheses.append(synthesis)
+
+
 def forward(codec, affine, x, rungs, weights):
   """(loss, bpp, MSE) of a batch under noise: the loss sums the
   rate-distortion losses of the rungs trained (indexes into STEPS) times
@@ -113,10 +130,11 @@ def forward(codec, affine, x, rungs, weights):
   return total, tf.stack(bpps), tf.stack(mses)
 
 
-def forward_mixed(codec, x, rungs, weights):
+def forward_mixed(codec, x, rungs, weights, own=None):
   """As forward, at the cost of one rung: each crop of the batch takes one
   rung in turn (crop b rung rungs[b % len(rungs)]), so one synthesis runs
-  per step; each rung's loss is the mean over its crops."""
+  per step; each rung's loss is the mean over its crops.  With ``own``
+  (OwnSyntheses), each crop is decoded by its rung's synthesis."""
   y = codec.analysis(x)
   z = codec.hyper_analysis(y)
   z_tilde, z_bits = codec._entropy_model(True)(z, training=True)
@@ -127,7 +145,16 @@ def forward_mixed(codec, x, rungs, weights):
   lmbda = tf.constant([LAMBDAS[r] for r in of_crop])
   u_tilde, bits = gaussian_model()(y / step, index_at_step(index, step),
                                    loc=mean / step, training=True)
-  x_hat = codec.synthesis(u_tilde * step)
+  if own is None or not own.syntheses:
+    x_hat = codec.synthesis(u_tilde * step)
+  else:
+    parts, order = [], []
+    for rung in sorted(set(of_crop)):
+      crops = [b for b in range(batch) if of_crop[b] == rung]
+      parts.append(own.syntheses[rung](tf.gather(u_tilde * step, crops)))
+      order += crops
+    x_hat = tf.gather(tf.concat(parts, 0), [order.index(b)
+                                            for b in range(batch)])
   pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
   bpp = (bits + z_bits) / pixels
   loss = losses.rd_loss(bpp, x, x_hat, lmbda)
@@ -148,7 +175,8 @@ def folder_of(args) -> pathlib.Path:
 
 def candidate(args) -> str:
   affine = (("affine",) if args.rung_affine else ()) + (
-      ("mixed",) if args.mixed_rungs else ())
+      ("mixed",) if args.mixed_rungs else ()) + (
+      ("own",) if args.own_synthesis else ())
   default = ("f-nested-w" + "-".join(f"{w:g}" for w in args.rung_weights)
              + "".join("-" + a for a in affine))
   return NAMED.get(tuple(args.rung_weights) + affine, default)
@@ -164,12 +192,18 @@ def cmd_train(args):
   train_folder, _ = probe_plus.split_corpus(args.corpus, args.out)
   tf.random.set_seed(args.seed)
   codec, affine = build_codec(), RungAffine(args.rung_affine)
+  own = OwnSyntheses(args.own_synthesis)
   variables = codec.weight_variables + list(affine.trainable_variables)
+  if own.syntheses:  # the shared synthesis is not used
+    shared = {v.ref() for v in codec.synthesis.trainable_variables}
+    variables = [v for v in variables if v.ref() not in shared] + list(
+        own.trainable_variables)
   optimizer = tf.keras.optimizers.Adam(SPEC.learning_rate)
   folder = folder_of(args)
   state = probe_plus.read_state(folder)
   rungs, weights = trained_rungs(args)
-  ckpt = tf.train.Checkpoint(codec=codec, affine=affine, optimizer=optimizer)
+  ckpt = tf.train.Checkpoint(codec=codec, affine=affine, own=own,
+                             optimizer=optimizer)
   manager = tf.train.CheckpointManager(ckpt, str(folder / "train"), 2)
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -182,7 +216,7 @@ def cmd_train(args):
   def step(batch):
     with tf.GradientTape() as tape:
       if args.mixed_rungs:
-        loss, bpp, mse = forward_mixed(codec, batch, rungs, weights)
+        loss, bpp, mse = forward_mixed(codec, batch, rungs, weights, own)
       else:
         loss, bpp, mse = forward(codec, affine, batch, rungs, weights)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -215,7 +249,8 @@ def cmd_train(args):
 
   probe_plus.run_steps(step, iter(dataset), start, args.steps, timed, save,
                        log, log_row)
-  tf.train.Checkpoint(codec=codec, affine=affine).write(str(folder / "weights"))
+  tf.train.Checkpoint(codec=codec, affine=affine, own=own).write(
+      str(folder / "weights"))
   state["finished"] = True
   save()
   print(f"{candidate(args)}: {state['steps']} steps, "
@@ -270,9 +305,11 @@ def rung_synthesis_path(args, rung):
 
 
 def load_model(args):
-  """The trained codec and rung affine of the candidate's weights."""
+  """The trained codec and rung affine of the candidate's weights (its own
+  syntheses, if any, in ``codec.own``)."""
   codec, affine = build_codec(), RungAffine(args.rung_affine)
-  tf.train.Checkpoint(codec=codec, affine=affine).read(
+  codec.own = OwnSyntheses(args.own_synthesis)
+  tf.train.Checkpoint(codec=codec, affine=affine, own=codec.own).read(
       str(folder_of(args) / "weights")).assert_existing_objects_matched()
   return codec, affine
 
@@ -320,7 +357,10 @@ def cmd_tune(args):
 
 
 def rung_syntheses(args, codec):
-  """Each rung's synthesis: tuned ones with ``--rung-synthesis``."""
+  """Each rung's synthesis: tuned ones with ``--rung-synthesis``, those
+  trained with the latent with ``--own-synthesis``."""
+  if args.own_synthesis and not args.rung_synthesis:
+    return codec.own.syntheses
   if not args.rung_synthesis:
     return [codec.synthesis] * len(STEPS)
   syntheses = []
@@ -378,6 +418,10 @@ def main(argv=None):
   p.add_argument("--mixed-rungs", action="store_true",
                  help="train: each crop of a batch takes one rung in turn, "
                  "one synthesis per step (candidate i-nested-mixed)")
+  p.add_argument("--own-synthesis", action="store_true",
+                 help="with --mixed-rungs: a synthesis per rung, trained "
+                 "with the latent from the start (candidate "
+                 "j-nested-mixed-own)")
   p.add_argument("--tune-steps", type=int, default=2000,
                  help="tune: steps per rung's synthesis")
   p.add_argument("--tune-learning-rate", type=float, default=1e-4)
