@@ -95,7 +95,7 @@ PAPER_MS_SSIM_LAYERS: tuple[LayerSpec, ...] = (
 NESTED_STEPS = (27.0, 9.0, 3.0, 1.0)
 # The base at 5e-4: at 1e-3 its loss blew up twice in the first 3,500
 # steps (PSNR to 2-4 dB, docs/sae-plus-probes.md).  An enhancement layer
-# fine-tunes a copy of the base's synthesis: at 1e-4, as its probe.
+# fine-tunes a copy of the synthesis below it: at 1e-4, as its probe.
 NESTED_LAYERS: tuple[LayerSpec, ...] = tuple(
     LayerSpec(64, 128, spec.lmbda, spec.paper_lambda,
               learning_rate=5e-4 if k == 0 else 1e-4,

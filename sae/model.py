@@ -74,7 +74,7 @@ class ScalableAutoEncoder(tf.keras.Model):
 
   def start_layer(self, k):
     """Prepares layer ``k`` before its training starts afresh (nothing in
-    a cascade; sae.nested starts a layer from the base)."""
+    a cascade; sae.nested starts a layer from the synthesis below)."""
 
   def finish(self, k):
     """Layer ``k``'s training's last part, a Finish, or None when the whole
