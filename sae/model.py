@@ -118,6 +118,12 @@ class ScalableAutoEncoder(tf.keras.Model):
     loss = losses.rd_loss(bpp, x, total, self.specs[k].lmbda, self.metric)
     return CascadeOutput(loss, bpp, mse, total)
 
+  def forward_decoded(self, x, k):
+    """Layer ``k``'s loss on what the decoder has: its own rate and the
+    image of k + 1 layers, quantized as coded (the joint phase validates
+    each layer with it)."""
+    return self.forward(x, k, training=False)
+
   def forward_joint(self, x, layer_weights, training=True):
     """Summed loss of every layer, for fine-tuning them jointly:
 

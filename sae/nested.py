@@ -25,7 +25,9 @@ Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
   +0.32 dB at the base for such a synthesis, docs/sae-plus-probes.md);
 - layer k then trains its own synthesis, started from layer k - 1's, on
   the latent the decoder has at s_k (hard-quantized).  The base fixed every
-  rate, so its loss is its lambda times the distortion, plus a constant.
+  rate, so its loss is its lambda times the distortion, plus a constant;
+- the joint phase (train_joint.py, optional) then fine-tunes the analysis,
+  the prior and every synthesis on the summed loss of the prefixes.
 
 The model is a ScalableAutoEncoder whose layers are the base (a
 MeanScaleCodec) and rungs (RungCodec): checkpoints, weights ids, stored
@@ -138,6 +140,9 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     bpp = tf.stop_gradient(bits) / pixels
     return self._output(x, bpp, total, self.specs[k].lmbda)
 
+  def forward_decoded(self, x, k):
+    return self.forward_synthesis(x, k, training=False)
+
   def forward_rung(self, x, rung, training=False):
     """The base's loss with every crop at layer ``rung``'s step: what the
     base's training validates, one line per step."""
@@ -160,7 +165,30 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     return CascadeOutput(loss, bpp, mse, total)
 
   def forward_joint(self, x, layer_weights, training=True):
-    raise NotImplementedError("the nested family has no joint phase yet")
+    """Summed loss of every prefix, each decoded by its own synthesis:
+
+        sum_k w_k (bpp_k + lmbda_k D(x, synthesis_k(ŷ at s_k)))
+
+    bpp_k is the total rate of k + 1 layers (z and the symbols at s_k), as
+    the base learned it; so the analysis and the prior, fixed since the
+    base's phase, now learn for the syntheses the layers trained.  Rates see
+    noise when training; each synthesis gets the latent rounded as the coder
+    rounds it (around the means of z under noise, as the base learned), its
+    gradient passed straight through to the analysis.
+    Returns the summed loss, the total bpp and the top layer's MSE.
+    """
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    y, mean, index, z_bits = self._gaussians(x, training)
+    loss = 0.0
+    for k, weight in enumerate(layer_weights):
+      step = self.steps[k]
+      _, bits = self._at_step(y, mean, index, step, training)
+      u = (y - mean) / step
+      y_hat = (u + tf.stop_gradient(tf.round(u) - u)) * step + mean
+      out = self._output(x, (bits + z_bits) / pixels,
+                         self.codecs[k].synthesis(y_hat), self.specs[k].lmbda)
+      loss += weight * out.loss
+    return CascadeOutput(loss, out.bpp, out.mse, out.total)
 
   def lower_reconstruction(self, x, k):
     raise NotImplementedError("a nested layer codes no residual")

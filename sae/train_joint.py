@@ -6,7 +6,8 @@ This phase trains all of them together on the summed multi-rate loss
 (sae.model.ScalableAutoEncoder.forward_joint), as scalable codecs trained
 layer by layer are then fine-tuned end to end (Mei et al., "Learning-Based
 Scalable Image Compression with Latent-Feature Reuse and Prediction", IEEE
-Trans. Multimedia 2021).  It changes every layer, so it never writes into
+Trans. Multimedia 2021); for the nested family, the analysis and the four
+syntheses on each prefix's loss (NestedAutoEncoder.forward_joint).  It changes every layer, so it never writes into
 the folder it starts from: the first run copies the weights into
 ``--out-dir``, and ``<out-dir>/joint/`` records the phase (its state.json,
 curves and training state), which shipping copies into the manifest.
@@ -21,7 +22,7 @@ from sae import checkpoints, data, distribute, train, train_folder
 from sae.config import get_preset, layers_label
 from sae.errors import InputError
 from sae.families import build_model
-from sae.train_steps import joint_forward, layer_forward
+from sae.train_steps import decoded_forward, joint_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state
 DEFAULT_LEARNING_RATE = 1e-4
@@ -49,10 +50,6 @@ def _train_joint(args) -> int:
     raise InputError(f"{source} holds {n} finished layer(s); joint "
                      "fine-tuning needs at least base and el1")
   config = config.prefix(n)
-  if config.family == "sae-nested":  # NestedAutoEncoder.forward_joint
-    raise InputError(f"{source} is a {config.family} model, which has no "
-                     "joint phase: its enhancement layers each train a "
-                     "synthesis of their own on the base's latent")
   weights = layer_weights(args.layer_weights, n)
   if state.get("layer_weights", weights) != weights:
     raise InputError(f"{out} is being fine-tuned with --layer-weights "
@@ -99,7 +96,8 @@ def _train_joint(args) -> int:
       name=FOLDER, folder=folder, state=state, model=model,
       trained=tuple(range(n)), frozen=(), variables=variables,
       forward=joint_forward(model, weights),
-      validations={layers_label(k): layer_forward(model, k) for k in range(n)},
+      validations={layers_label(k): decoded_forward(model, k)
+                   for k in range(n)},
       dataset=data.training_dataset(args.corpus, patch, batch, seed=seed),
       learning_rate=learning_rate,
       resuming=has_state or bool(state.get("steps")),

@@ -49,6 +49,16 @@ def layer_forward(model, k):
   return forward
 
 
+def decoded_forward(model, k):
+  """Validating layer ``k`` in the joint phase: model.forward_decoded."""
+
+  def forward(batch, training=False):
+    del training  # always what the decoder has
+    return model.forward_decoded(batch, k)
+
+  return forward
+
+
 def joint_forward(model, layer_weights):
   """Fine-tuning every layer at once: model.forward_joint."""
 

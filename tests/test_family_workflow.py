@@ -136,17 +136,45 @@ def test_nested_weights_export_a_savedmodel_that_decodes_like_the_cli(
   np.testing.assert_array_equal(image.numpy(), np.asarray(Image.open(cli_png)))
 
 
-def test_the_joint_phase_refuses_a_nested_model(nested_weights, tmp_path,
-                                                capsys):
+def test_the_joint_phase_fine_tunes_every_nested_layer_into_a_model_that_codes(
+    tmp_path_factory):
+  import tensorflow as tf
+
+  import train_el2
+  import train_el3
   import train_joint
-  corpus, ckpt = nested_weights
-  out = tmp_path / "joint"
+  from sae.model import to_uint8
+  from tests.tiny import random_image
+  corpus, ckpt = trained_through_the_scripts(
+      tmp_path_factory.mktemp("nested-joint"), "sae-nested")
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--checkpoint-dir",
+            str(ckpt), "--steps", "2", "--no-progress", "--seed", "1"]
+  assert train_el2.main(common) == 0 and train_el3.main(common) == 0
+  out = ckpt.parent / "joint"
   assert train_joint.main(["--corpus", str(corpus), "--checkpoint-dir",
-                           str(ckpt), "--out-dir", str(out),
-                           "--no-progress"]) == 2
-  error = capsys.readouterr().err.strip().splitlines()
-  assert len(error) == 1 and "no joint phase" in error[0]
-  assert not out.exists()
+                           str(ckpt), "--out-dir", str(out), "--steps", "2",
+                           "--no-progress", "--seed", "1"]) == 0
+  for k in range(4):
+    assert _weights(out, k) != _weights(ckpt, k)
+  # Each layer validated as decoded: its own rate, its synthesis's image.
+  rows = (out / "joint" / "val.csv").read_text().splitlines()
+  assert [r.split(",")[:2] for r in rows[1:5]] == [
+      ["0", k] for k in ("base", "+el1", "+el2", "+el3")]
+  shipped = ckpt.parent / "shipped"
+  assert checkpoints.ship_weights(out, shipped)["joint_fine_tuning"][
+      "steps"] == 2
+  model = commands.cached_model(shipped)
+  image = random_image(40, 24)
+  strings, shape = model.compress(image, 4)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  for k in (1, 4):
+    np.testing.assert_array_equal(model.decompress(strings[:k], shape).numpy(),
+                                  to_uint8(expected[k - 1][0]).numpy())
+
+
+def _weights(ckpt, k):
+  return (checkpoints.layer_dir(ckpt, k) / "weights.data-00000-of-00001"
+          ).read_bytes()
 
 
 def test_a_nested_layer_takes_the_base_width_and_refuses_another(

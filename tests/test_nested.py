@@ -3,6 +3,7 @@ layer, a prefix of any length decoded by one synthesis."""
 
 import dataclasses
 import functools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -203,3 +204,50 @@ def test_the_base_trains_whole_then_its_synthesis_alone_from_the_recorded_step(
   assert any(name.startswith("analysis/") for name in whole)
   assert any(name.startswith("prior/") for name in whole)
   assert synthesis and all(name.startswith("synthesis/") for name in synthesis)
+
+
+def test_the_joint_loss_sums_each_prefix_decoded_by_its_own_synthesis():
+  model = nested_model()
+  x = tf.cast(random_image(32, 48, seed=9), tf.float32)[None]
+  weights = [1.0, 0.5, 2.0, 1.0]
+  joint = model.forward_joint(x, weights, training=False)
+  decoded = [model.forward_decoded(x, k) for k in range(4)]
+  # Layer k's term: its rate-distortion loss with the rate of all k + 1
+  # layers (each decoded row holds the layer's own rate).
+  below = np.cumsum([0.0] + [d.bpp.numpy()[0] for d in decoded[:-1]])
+  expected = sum(w * (d.loss.numpy()[0] + b)
+                 for w, d, b in zip(weights, decoded, below))
+  np.testing.assert_allclose(joint.loss.numpy()[0], expected, rtol=1e-5)
+  np.testing.assert_allclose(joint.bpp.numpy()[0], below[-1]
+                             + decoded[-1].bpp.numpy()[0], rtol=1e-5)
+  np.testing.assert_allclose(joint.total, decoded[-1].total, atol=1e-3)
+
+
+def test_the_joint_phase_teaches_the_analysis_through_each_synthesis():
+  model = build_model(nested_config())
+  model.prepare_for_coding()
+  variables = model.set_trainable_layers(range(4))
+  x = tf.cast(random_image(32, 32, seed=10), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(model.forward_joint(x, [1.0] * 4).loss)
+  assert all(g is not None for g in tape.gradient(loss, variables))
+  analysis, hyper_analysis, latents = (model.base.analysis,
+                                       model.base.hyper_analysis, [])
+
+  def analyse(*args, **kwargs):  # keeps y to differentiate by it
+    latents.append(analysis(*args, **kwargs))
+    return latents[-1]
+
+  def analyse_hyper(y, *args, **kwargs):  # y's one path left: the latent's
+    return hyper_analysis(tf.stop_gradient(y), *args, **kwargs)
+
+  with mock.patch.object(model.base, "analysis", analyse), \
+       mock.patch.object(model.base, "hyper_analysis", analyse_hyper):
+    with tf.GradientTape(persistent=True) as tape:
+      # The top layer's image, which only the top's synthesis makes.
+      image = tf.reduce_sum(model.forward_joint(x, [1.0] * 4).total)
+  # Through the rounding, straight: y learns from the top's image.
+  assert np.any(tape.gradient(image, latents[0]).numpy())
+  top, bottom = (model.codecs[k].synthesis.trainable_variables for k in (3, 0))
+  assert all(g is not None for g in tape.gradient(image, top))
+  assert all(g is None for g in tape.gradient(image, bottom))
