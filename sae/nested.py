@@ -37,6 +37,7 @@ tables, the container and every ``--weights`` consumer are the cascade's.
 import tensorflow as tf
 
 from sae import losses, trits
+from sae.layer import straight_through
 from sae.meanscale import gaussian_model, gaussian_rows, index_at_step
 from sae.model import CascadeOutput, Finish, ScalableAutoEncoder
 from sae.transforms import latent_shape, pad_to_stride
@@ -172,19 +173,21 @@ class NestedAutoEncoder(ScalableAutoEncoder):
     bpp_k is the total rate of k + 1 layers (z and the symbols at s_k), as
     the base learned it; so the analysis and the prior, fixed since the
     base's phase, now learn for the syntheses the layers trained.  Rates see
-    noise when training; each synthesis gets the latent rounded as the coder
-    rounds it (around the means of z under noise, as the base learned), its
+    noise when training; each synthesis gets the latent the decoder has at
+    its step (rounded around the means of ẑ quantized as coded), its
     gradient passed straight through to the analysis.
     Returns the summed loss, the total bpp and the top layer's MSE.
     """
     pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
     y, mean, index, z_bits = self._gaussians(x, training)
+    # Under noise the rates' means differ from the decoder's.
+    decoded_mean = self.base.gaussians(y)[0] if training else mean
     loss = 0.0
     for k, weight in enumerate(layer_weights):
       step = self.steps[k]
       _, bits = self._at_step(y, mean, index, step, training)
-      u = (y - mean) / step
-      y_hat = (u + tf.stop_gradient(tf.round(u) - u)) * step + mean
+      y_hat = straight_through(
+          y, tf.round((y - decoded_mean) / step) * step + decoded_mean)
       out = self._output(x, (bits + z_bits) / pixels,
                          self.codecs[k].synthesis(y_hat), self.specs[k].lmbda)
       loss += weight * out.loss

@@ -221,6 +221,12 @@ def test_the_joint_loss_sums_each_prefix_decoded_by_its_own_synthesis():
   np.testing.assert_allclose(joint.bpp.numpy()[0], below[-1]
                              + decoded[-1].bpp.numpy()[0], rtol=1e-5)
   np.testing.assert_allclose(joint.total, decoded[-1].total, atol=1e-3)
+  # Training: noise in the rates only; the top synthesis decodes the
+  # decoder's latent.
+  trained = model.forward_joint(x, weights, training=True)
+  np.testing.assert_allclose(trained.total, model.reconstructions(x)[-1],
+                             atol=1e-3)
+  assert np.all(trained.bpp.numpy() != joint.bpp.numpy())
 
 
 def test_the_joint_phase_teaches_the_analysis_through_each_synthesis():
