@@ -2,9 +2,10 @@
 
     python benchmarks/train_speed.py --layers 0 3 --steps 50
 
-Paper preset (48 filters), batch 8, 256x256 crops from --corpus, loss with
---metric (mse or ms-ssim).  Lower
-layers use their initial weights (speed does not depend on their values).
+Paper preset of --family (the cascade: 48 filters), batch 8, 256x256 crops
+from --corpus, loss with --metric (mse or ms-ssim); --joint adds the joint
+phase's step.  Lower layers use their initial weights (speed does not
+depend on their values).
 Pause background training while measuring.
 """
 
@@ -21,21 +22,32 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from sae import data, train_steps  # noqa: E402
-from sae.config import FAMILIES, get_preset, layer_name  # noqa: E402
-from sae.model import ScalableAutoEncoder  # noqa: E402
+from sae.config import FAMILIES, ModelConfig, get_preset, layer_name  # noqa: E402
+from sae.families import build_model  # noqa: E402
 
 
 def measure(k, args):
+  """(median seconds per step, share of the time spent waiting for data)
+  of training layer ``k`` (None: the joint phase of every layer)."""
   preset = get_preset("paper", args.metric, args.family)
-  model = ScalableAutoEncoder(preset.layers[:k + 1], metric=args.metric)
-  for codec in model.codecs[:k]:
-    codec.prepare_for_coding()
-  variables = model.set_trainable_layer(k)
+  layers = preset.layers if k is None else preset.layers[:k + 1]
+  model = build_model(ModelConfig(layers, preset="paper", metric=args.metric,
+                                  family=args.family))
+  if k is None:
+    model.prepare_for_coding()
+    variables = model.set_trainable_layers(range(model.num_layers))
+    forward = train_steps.joint_forward(model, [1.0] * model.num_layers)
+  else:
+    for codec in model.codecs[:k]:
+      codec.prepare_for_coding()
+    model.start_layer(k)
+    variables = model.set_trainable_layer(k)
+    forward = train_steps.layer_forward(model, k)
   optimizer = tf.keras.optimizers.Adam(1e-4)
   step = train_steps.make_train_step(
-      train_steps.layer_forward(model, k), variables, optimizer,
-      tf.distribute.get_strategy(), args.batch_size, jit_compile=args.jit)
-  if k > 0 and not args.lower_per_crop:
+      forward, variables, optimizer, tf.distribute.get_strategy(),
+      args.batch_size, jit_compile=args.jit)
+  if k and model.codes_residuals and not args.lower_per_crop:
     dataset = data.residual_training_dataset(
         args.corpus, args.patch_size, args.batch_size, model.lower_of_image(k))
   else:
@@ -72,6 +84,8 @@ def main(argv=None):
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
   p.add_argument("--family", choices=tuple(FAMILIES), default="sae",
                  help="model family of the layer table")
+  p.add_argument("--joint", action="store_true",
+                 help="also the joint phase's step (every layer, train_joint.py)")
   p.add_argument("--lower-per-crop", action="store_true",
                  help="ELs: run the lower layers on every crop (train.py "
                  "--lower-cache off) instead of precomputed residuals")
@@ -80,9 +94,10 @@ def main(argv=None):
   args = p.parse_args(argv)
   print(f"command: python benchmarks/train_speed.py {' '.join(argv or sys.argv[1:])}")
   print(f"{'layer':<6}{'s/step':>9}{'steps/s':>9}{'input wait':>12}")
-  for k in args.layers:
+  for k in args.layers + ([None] if args.joint else []):
     seconds, wait = measure(k, args)
-    print(f"{layer_name(k):<6}{seconds:>9.3f}{1 / seconds:>9.2f}{wait:>11.1%}")
+    name = "joint" if k is None else layer_name(k)
+    print(f"{name:<6}{seconds:>9.3f}{1 / seconds:>9.2f}{wait:>11.1%}")
   return 0
 
 
