@@ -6,6 +6,7 @@ validation in sae.train_steps, the curves in sae.train_log.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -294,7 +295,8 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
         t0 = t_ckpt = time.monotonic()
   except KeyboardInterrupt:
     bar.close()
-    save(elapsed, t0)
+    with stops_ignored():
+      save(elapsed, t0)
     raise
   bar.close()
   elapsed = save(elapsed, t0)
@@ -323,3 +325,17 @@ def train(job: Job, args, strategy, batch, patch, t_start) -> int:
 
 def _raise_interrupt(signum, frame):
   raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stops_ignored():
+  """Ignores SIGINT and SIGTERM inside, so that a second stop cannot cut
+  the save after the first short: Ctrl-C reaches tools/train_all.sh and
+  its trainer both, and the script passes its own on as a SIGTERM."""
+  previous = {s: signal.signal(s, signal.SIG_IGN)
+              for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)

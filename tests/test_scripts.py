@@ -412,6 +412,9 @@ def test_train_all_passes_sigterm_to_the_trainer(tmp_path):
     assert proc.poll() is None and time.monotonic() < deadline
     time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
+  time.sleep(0.2)  # a second stop, as a scheduler may send, while it saves
+  if proc.poll() is None:
+    proc.send_signal(signal.SIGTERM)
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 143, stderr
   # The trainer saved and left: nothing keeps writing the checkpoint folder.

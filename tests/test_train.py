@@ -83,6 +83,26 @@ def test_sigterm_during_start_up_is_an_interruption(monkeypatch):
   assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_stop_while_saving_is_ignored(monkeypatch):
+  # Ctrl-C reaches tools/train_all.sh and its trainer both, and the script
+  # passes a SIGTERM on: the save after the first stop must complete.
+  saved = []
+
+  def start_up(k, args):
+    with train.stops_ignored():
+      for stop in (signal.SIGINT, signal.SIGTERM):
+        os.kill(os.getpid(), stop)
+      saved.append(True)
+    raise AssertionError("the stops were not ignored")
+
+  monkeypatch.setattr(train, "_train_layer", start_up)
+  before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+  with pytest.raises(AssertionError, match="not ignored"):
+    train.run(0, argparse.Namespace())
+  assert saved == [True]
+  assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+
+
 def test_step_offset_of_checkpoints_with_and_without_one(tmp_path):
   import tensorflow as tf
   var = tf.Variable(1.0)

@@ -19,7 +19,13 @@ corpus=$(realpath -m "${2:?$usage}")
 shift 2
 cd "$(dirname "$0")/.."
 child=
-trap '[ -n "$child" ] && kill -TERM "$child" 2> /dev/null; [ -n "$child" ] && wait "$child"; exit 143' TERM INT
+# The trap waits until the trainer has left (a wait that another signal cuts
+# short is repeated), so nothing writes the folder once this script exits.
+trap '[ -n "$child" ] && kill -TERM "$child" 2> /dev/null
+      while [ -n "$child" ] && kill -0 "$child" 2> /dev/null; do
+        wait "$child"
+      done
+      exit 143' TERM INT
 trained=
 for layer in base el1 el2 el3; do
   if [ "$layer" = base ]; then steps=${STEPS_BASE:-60000}; else steps=${STEPS_EL:-40000}; fi
