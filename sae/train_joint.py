@@ -9,8 +9,9 @@ Scalable Image Compression with Latent-Feature Reuse and Prediction", IEEE
 Trans. Multimedia 2021); for the nested family, the analysis and the four
 syntheses on each prefix's loss (NestedAutoEncoder.forward_joint).  It
 changes every layer, so it never writes into the folder it starts from: the
-first run copies the weights into ``--out-dir``, and ``<out-dir>/joint/`` records the phase (its state.json,
-curves and training state), which shipping copies into the manifest.
+first run copies the weights into ``--out-dir``, and ``<out-dir>/joint/``
+records the phase (its state.json, curves and training state), which
+shipping copies into the manifest.
 """
 
 import argparse
