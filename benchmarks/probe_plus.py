@@ -1,4 +1,4 @@
-"""Probe runs of the SAE+ candidates (sae/plus.py): equal steps, same data.
+"""Probe runs of the SAE+ candidates (plus_candidates.py): equal steps, same data.
 
     python benchmarks/probe_plus.py train --candidate c-conditional \\
         --layers 2 --steps 2000 --out logs/probes
@@ -40,7 +40,8 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import bdrate, bitstream, data, metrics, plus  # noqa: E402
+from benchmarks import plus_candidates as plus  # noqa: E402
+from sae import bdrate, bitstream, data, metrics  # noqa: E402
 from sae.config import PAPER_LAYERS, layer_name  # noqa: E402
 from sae.fileio import atomic_write  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""SAE+: layered models beyond the paper's cascade (issue #24, probe stage).
+"""SAE+ candidate layers for the probes (issue #24): probe code, outside the package.
 
 Every layer maps (image, what the decoder already has) to (bits, what the
 decoder has after this layer).  What the decoder has is a ``Decoded``: the

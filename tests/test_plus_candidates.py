@@ -1,10 +1,10 @@
-"""SAE+ layers (sae/plus.py): shapes, frozen lower layers, exact prefixes."""
+"""SAE+ probe layers (benchmarks/plus_candidates.py): shapes, frozen lower layers, exact prefixes."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import plus
+from benchmarks import plus_candidates as plus
 from sae.config import TINY_LAYERS
 
 # The SAE+ candidates (issue #24): minutes of tracing; CI runs them.
