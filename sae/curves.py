@@ -2,13 +2,16 @@
 
 A curve is the mean (bpp, PSNR-RGB, MS-SSIM-RGB) of each operating point,
 ordered by rate. Results JSONs are sae.evaluate's schema; CompressAI's older
-files (keys ``psnr`` and ``ms-ssim``) are read too.
+files (keys ``psnr`` and ``ms-ssim``) are read too.  A layer's validation
+curve during training is its ``val.csv`` (``layer_validation``).
 """
 
+import csv
 import json
 import pathlib
 from typing import NamedTuple
 
+from sae.config import layers_label
 from sae.errors import InputError
 
 # The paper's published points ship with the package (facts, with their
@@ -27,6 +30,30 @@ class Curve(NamedTuple):
   labels: tuple = ()  # one per point: layer or quality setting
   source: str = ""
   metric: str = ""  # what a trained model minimized: "mse" or "ms-ssim"
+
+
+def layer_validation(val_csv, k) -> list:
+  """Layer ``k``'s validation rows in its ``val.csv``, each a dict of floats
+  (step, loss, bpp, mse, psnr, ..), oldest first.
+
+  A run that validates every cumulative layer (the nested family's base,
+  the joint phase) writes a ``layers`` column and a row per prefix at each
+  step; layer k's own line is then its prefix's (base, +el1, ..).  Rows a
+  running trainer is still writing are left out.
+  """
+  def complete(row):
+    try:
+      return all(row[key] not in (None, "") for key in ("step", "loss", "bpp",
+                                                         "psnr"))
+    except KeyError as e:
+      raise InputError(f"{str(val_csv)!r} has no column {e}") from None
+
+  with pathlib.Path(val_csv).open() as f:
+    rows = [row for row in csv.DictReader(f) if complete(row)]
+  if rows and "layers" in rows[0]:
+    rows = [row for row in rows if row.pop("layers") == layers_label(k)]
+  return [{key: float(value) for key, value in row.items()
+           if value not in (None, "")} for row in rows]
 
 
 def read_json(path) -> dict:

@@ -239,7 +239,7 @@ def training_figure(weights_dir, out) -> None:
   fig = Figure(figsize=(17, 3.8))
   axes = fig.subplots(1, 4)
   found = False
-  for name in LAYER_NAMES:
+  for k, name in enumerate(LAYER_NAMES):
     path = pathlib.Path(weights_dir) / name / "log.csv"
     if not path.is_file():
       continue
@@ -251,14 +251,16 @@ def training_figure(weights_dir, out) -> None:
     for ax, key in zip(axes, ("loss", "bpp", "psnr")):
       lines += ax.plot(log["step"], log[key], label=name, lw=1)
     val_path = path.with_name("val.csv")
-    if val_path.is_file():
-      val = np.atleast_1d(np.genfromtxt(val_path, delimiter=",", names=True))
+    val = curves.layer_validation(val_path, k) if val_path.is_file() else []
+    if val:
+      steps = [row["step"] for row in val]
       for ax, key, line in zip(axes, ("loss", "bpp", "psnr"), lines):
-        ax.plot(val["step"], val[key], "--", color=line.get_color(), lw=1.5,
-                label=f"{name} validation (quantized)")
-      if "ms_ssim" in (val.dtype.names or ()):  # recorded since session 2
-        axes[3].plot(val["step"], val["ms_ssim"], "--", color=lines[0].get_color(),
-                     lw=1.5, label=name)
+        ax.plot(steps, [row[key] for row in val], "--", color=line.get_color(),
+                lw=1.5, label=f"{name} validation (quantized)")
+      if "ms_ssim" in val[-1]:  # recorded since session 2
+        axes[3].plot([row["step"] for row in val if "ms_ssim" in row],
+                     [row["ms_ssim"] for row in val if "ms_ssim" in row], "--",
+                     color=lines[0].get_color(), lw=1.5, label=name)
   if not found:
     raise InputError(f"no training logs (<layer>/log.csv) in {weights_dir}")
   for ax, label in zip(axes, ("training loss (own rate + lambda D)",

@@ -78,23 +78,16 @@ def markdown(rows, paper_name: str) -> str:
   return "\n".join(lines)
 
 
-def validation_trend(val_csv, window=10_000) -> dict:
-  """Last validation numbers and the loss slope over the last ``window`` steps
-  (None while the file holds no validation yet).
+def validation_trend(val_csv, k=0, window=10_000) -> dict:
+  """Layer ``k``'s last validation numbers and the loss slope over the last
+  ``window`` steps (None while the file holds no validation yet); its rows
+  are ``curves.layer_validation``'s.
 
   The slope is a least-squares line through the validation losses of the
   last ``window`` steps, given as a relative change per 10,000 steps: how
   much the layer was still improving when training stopped.
   """
-  def complete(row):  # a row being written by a running trainer is not
-    try:
-      return all(row[key] not in (None, "") for key in ("step", "loss", "bpp",
-                                                         "psnr"))
-    except KeyError as e:
-      raise InputError(f"{str(val_csv)!r} has no column {e}") from None
-
-  with pathlib.Path(val_csv).open() as f:
-    rows = [row for row in csv.DictReader(f) if complete(row)]
+  rows = curves.layer_validation(val_csv, k)
   if not rows:  # a layer that has just started training
     return None
   steps = np.array([float(r["step"]) for r in rows])
@@ -102,9 +95,7 @@ def validation_trend(val_csv, window=10_000) -> dict:
   recent = steps >= steps[-1] - window
   slope = (np.polyfit(steps[recent], loss[recent], 1)[0]
            if recent.sum() >= 2 else float("nan"))
-  last = {key: float(value) for key, value in rows[-1].items()
-          if value not in (None, "")}
-  return dict(last=last, points=int(recent.sum()),
+  return dict(last=rows[-1], points=int(recent.sum()),
               first_step=int(steps[recent][0]),
               loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
 
@@ -177,7 +168,7 @@ def run(args) -> int:
       val_csv = pathlib.Path(folder) / layer_name(k) / "val.csv"
       if not val_csv.is_file():
         continue
-      t = validation_trend(val_csv)
+      t = validation_trend(val_csv, k)
       if t is None:
         print(f"{folder} {layer_name(k)}: no validation yet")
         continue

@@ -65,3 +65,28 @@ def test_shipped_published_points_match_their_measurement_record():
       shipped = curves.paper_sae(model=model, true_rate=true_rate)
       record = curves.paper_sae(full, model=model, true_rate=true_rate)
       assert shipped._replace(source="") == record._replace(source="")
+
+
+def test_a_layer_validation_is_its_own_line(tmp_path):
+  one = tmp_path / "one.csv"
+  one.write_text("step,loss,bpp,mse,psnr,ms_ssim\n"
+                 "1000,0.5,0.1,300,23.4,\n"
+                 "2000,0.4,0.1,280,23.7,0.85\n"
+                 "3000,0.3,")  # a row the trainer is still writing
+  assert curves.layer_validation(one, 0) == [
+      dict(step=1000, loss=0.5, bpp=0.1, mse=300, psnr=23.4),
+      dict(step=2000, loss=0.4, bpp=0.1, mse=280, psnr=23.7, ms_ssim=0.85)]
+  # A run validating every prefix (the nested base): a row per prefix.
+  by_layer = tmp_path / "by_layer.csv"
+  by_layer.write_text("step,layers,loss,bpp,mse,psnr,ms_ssim\n"
+                      "1000,base,0.5,0.1,300,23.4,0.8\n"
+                      "1000,+el1,0.9,0.4,150,26.4,0.9\n"
+                      "2000,base,0.4,0.1,280,23.7,0.8\n"
+                      "2000,+el1,0.8,0.3,140,26.6,0.9\n")
+  assert [r["psnr"] for r in curves.layer_validation(by_layer, 0)] == [23.4, 23.7]
+  assert [r["psnr"] for r in curves.layer_validation(by_layer, 1)] == [26.4, 26.6]
+  assert curves.layer_validation(by_layer, 2) == []
+  bad = tmp_path / "bad.csv"
+  bad.write_text("step,loss,bpp\n1000,0.5,0.1\n")
+  with pytest.raises(InputError, match="no column 'psnr'"):
+    curves.layer_validation(bad, 0)

@@ -107,3 +107,9 @@ def test_training_figure_from_logs(tmp_path):
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(InputError, match="no training logs"):
     plots.training_figure(tmp_path, tmp_path / "u.png")
+  # The nested base validates every prefix: a row per prefix at each step.
+  (layer / "val.csv").write_text("step,layers,loss,bpp,mse,psnr,ms_ssim\n"
+                                 "200,base,1.1,0.5,550,20.7,0.8\n"
+                                 "200,+el1,1.9,0.9,300,23.4,0.9\n")
+  plots.training_figure(tmp_path / "w", out)
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -76,6 +76,21 @@ def test_validation_trend_fits_the_last_10k_steps(tmp_path, capsys):
   assert "el1: no validation yet" in out
 
 
+def test_a_base_validating_every_prefix_is_reported_by_its_own(tmp_path, capsys):
+  layer = tmp_path / "w" / "base"
+  layer.mkdir(parents=True)
+  rows = ["step,layers,loss,bpp,mse,psnr,ms_ssim"]
+  for step in (1000, 2000):
+    rows += [f"{step},base,0.4,0.09,330,22.9,0.84",
+             f"{step},+el1,0.75,0.33,141,26.6,0.94"]
+  (layer / "val.csv").write_text("\n".join(rows) + "\n")
+  trend = report.validation_trend(layer / "val.csv", 0)
+  assert trend["points"] == 2 and trend["last"]["psnr"] == 22.9
+  assert report.main(["--training", str(tmp_path / "w")]) == 0
+  assert "base: step 2000, validation loss 0.4000, bpp 0.0900, PSNR 22.90 dB" in (
+      capsys.readouterr().out)
+
+
 def test_rate_against_compares_training_bpp_at_the_same_steps(tmp_path, capsys):
   def log(folder, bpp_of_step, last):
     layer = tmp_path / folder / "base"
