@@ -24,16 +24,14 @@ import numpy as np
 
 import tensorflow as tf
 
-from sae.config import DEFAULT_NUM_LAYERS, ModelConfig, layer_name
+from sae.config import (DEFAULT_NUM_LAYERS, JOINT_FOLDER, ModelConfig,
+                        layer_name)
 from sae.errors import InputError
 from sae.fileio import atomic_write, write_json
 from sae.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"  # written by ship_weights
-# A model fine-tuned after its layer-wise training records it here
-# (sae.train_joint).
-JOINT_FOLDER = "joint"
 # The joint phase's record, without its training state.
 JOINT_RECORD_FILES = ("state.json", "log.csv", "val.csv")
 DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"

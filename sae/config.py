@@ -16,6 +16,9 @@ import dataclasses
 import json
 
 LAYER_NAMES = ("base", "el1", "el2", "el3", "el4")
+# A model fine-tuned after its layer-wise training records the phase in this
+# sub-folder (sae.train_joint), beside its layers'.
+JOINT_FOLDER = "joint"
 
 
 def layer_name(index: int) -> str:

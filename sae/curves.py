@@ -7,11 +7,12 @@ curve during training is its ``val.csv`` (``layer_validation``).
 """
 
 import csv
+import itertools
 import json
 import pathlib
 from typing import NamedTuple
 
-from sae.config import layers_label
+from sae.config import LAYER_NAMES, layers_label
 from sae.errors import InputError
 
 # The paper's published points ship with the package (facts, with their
@@ -54,6 +55,30 @@ def layer_validation(val_csv, k) -> list:
     rows = [row for row in rows if row.pop("layers") == layers_label(k)]
   return [{key: float(value) for key, value in row.items()
            if value not in (None, "")} for row in rows]
+
+
+def joint_validation(val_csv) -> dict:
+  """The joint phase's validation (``joint/val.csv``: a row per layer, with
+  that layer's own bpp) as one curve per validated step, {step: Curve}:
+  the cumulative layers, each prefix's bpp the sum of its layers'.  Steps
+  not yet validated at every layer are left out.
+  """
+  lines = []  # layer k's rows by step
+  for k in range(len(LAYER_NAMES)):
+    rows = layer_validation(val_csv, k)
+    if not rows:
+      break
+    lines.append({int(row["step"]): row for row in rows})
+  steps = set.intersection(*(set(line) for line in lines)) if lines else ()
+  by_step = {}
+  for step in sorted(steps):
+    rows = [line[step] for line in lines]
+    by_step[step] = Curve(
+        f"step {step}", tuple(itertools.accumulate(r["bpp"] for r in rows)),
+        tuple(r["psnr"] for r in rows),
+        tuple(r.get("ms_ssim", float("nan")) for r in rows),
+        tuple(layers_label(k) for k in range(len(rows))), str(val_csv))
+  return by_step
 
 
 def read_json(path) -> dict:

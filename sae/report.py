@@ -10,8 +10,9 @@ extrapolated from its end segment, flagged, outside them).
         [--out FILE]
 
 prints one Markdown table per results file (the README's), the trend of
-each layer's validation loss with --training, and with --out writes the
-same numbers as JSON.
+each layer's validation loss with --training (and, for a folder fine-tuned
+by train_joint.py, what the joint phase gained on the validation crops),
+and with --out writes the same numbers as JSON.
 """
 
 import argparse
@@ -23,8 +24,8 @@ import sys
 
 import numpy as np
 
-from sae import cli, curves
-from sae.config import LAYER_NAMES, layer_name
+from sae import bdrate, cli, curves
+from sae.config import JOINT_FOLDER, LAYER_NAMES, layer_name
 from sae.errors import InputError
 from sae.fileio import write_json
 
@@ -98,6 +99,56 @@ def validation_trend(val_csv, k=0, window=10_000) -> dict:
   return dict(last=rows[-1], points=int(recent.sum()),
               first_step=int(steps[recent][0]),
               loss_change_per_10k_steps=float(slope * 10_000 / loss[-1]))
+
+
+def joint_gain(val_csv) -> dict:
+  """What a joint phase gained: its last validation against its first
+  (step 0, the layer-wise model) on the same crops, from
+  ``curves.joint_validation``.  None before a second validation.
+
+  Each prefix's numbers at both steps and its PSNR against the first curve
+  at its new rate (``at_rate``); BD-rate and BD-PSNR of the last curve
+  against the first (None where a curve leaves no common range or, for
+  BD-rate, its quality does not rise).  Fine-tuning may slide a point
+  along the curve rather than lift it: the gaps at equal rate tell which,
+  though a chord lies under a concave curve, so a gap of a few hundredths
+  of a dB is within the reading's error; BD-PSNR's cubic fit follows the
+  curve.
+  """
+  by_step = curves.joint_validation(val_csv)
+  if len(by_step) < 2:
+    return None
+  first, last = by_step[min(by_step)], by_step[max(by_step)]
+  prefixes = []
+  for k, bpp in enumerate(last.bpp):
+    on_first, extrapolated = at_rate(first.bpp, first.psnr, bpp)
+    prefixes.append(dict(
+        layers=last.labels[k], first_bpp=first.bpp[k],
+        first_psnr=first.psnr[k], bpp=bpp, psnr=last.psnr[k],
+        psnr_gap=last.psnr[k] - on_first, extrapolated=extrapolated))
+
+  def bd(measure):
+    try:
+      return measure(first.bpp, first.psnr, last.bpp, last.psnr)
+    except ValueError:
+      return None
+
+  return dict(first_step=min(by_step), last_step=max(by_step),
+              prefixes=prefixes, bd_rate=bd(bdrate.bd_rate),
+              bd_psnr=bd(bdrate.bd_quality))
+
+
+def _print_joint_gain(folder, gain):
+  print(f"{folder} joint fine-tuning, step {gain['last_step']} against step "
+        f"{gain['first_step']} (validation crops; cumulative bpp / dB, and "
+        f"the PSNR against step {gain['first_step']}'s line at that rate):")
+  for p in gain["prefixes"]:
+    flag = " (extrapolated)" if p["extrapolated"] else ""
+    print(f"  {p['layers']}: {p['first_bpp']:.4f} / {p['first_psnr']:.2f} -> "
+          f"{p['bpp']:.4f} / {p['psnr']:.2f}, {p['psnr_gap']:+.2f} dB{flag}")
+  number = lambda v, unit: "n/a" if v is None else f"{v:+.2f}{unit}"
+  print(f"  BD-rate {number(gain['bd_rate'], ' %')}, BD-PSNR "
+        f"{number(gain['bd_psnr'], ' dB')}")
 
 
 def rate_at_matched_steps(log_csv, reference_csv, window=1000) -> dict:
@@ -180,6 +231,11 @@ def run(args) -> int:
             f"steps, fitted over steps {t['first_step']}-"
             f"{t['last']['step']:.0f} ({t['points']} points)")
     report[str(folder)] = dict(validation=trends)
+    joint_csv = pathlib.Path(folder) / JOINT_FOLDER / "val.csv"
+    gain = joint_gain(joint_csv) if joint_csv.is_file() else None
+    if gain is not None:
+      _print_joint_gain(folder, gain)
+      report[str(folder)]["joint_fine_tuning"] = gain
     if args.rate_against:
       report[str(folder)]["rate_against"] = _rates_against(
           folder, args.rate_against)

@@ -90,3 +90,22 @@ def test_a_layer_validation_is_its_own_line(tmp_path):
   bad.write_text("step,loss,bpp\n1000,0.5,0.1\n")
   with pytest.raises(InputError, match="no column 'psnr'"):
     curves.layer_validation(bad, 0)
+
+
+def test_joint_validation_sums_each_prefix_own_rates(tmp_path):
+  val = tmp_path / "val.csv"
+  val.write_text("step,layers,loss,bpp,mse,psnr,ms_ssim\n"
+                 "0,base,0.4,0.08,300,23.3,0.86\n"
+                 "0,+el1,0.6,0.22,130,26.9,0.95\n"
+                 "1000,base,0.4,0.06,330,22.9,0.84\n"
+                 "1000,+el1,0.6,0.18,150,26.3,0.94\n"
+                 "2000,base,0.4,0.06,330,22.9,0.84\n")  # +el1 still to come
+  by_step = curves.joint_validation(val)
+  assert list(by_step) == [0, 1000]
+  assert by_step[0].bpp == pytest.approx((0.08, 0.30))
+  assert by_step[1000].bpp == pytest.approx((0.06, 0.24))
+  assert by_step[1000].psnr == (22.9, 26.3)
+  assert by_step[1000].labels == ("base", "+el1")
+  empty = tmp_path / "empty.csv"
+  empty.write_text("step,layers,loss,bpp,mse,psnr,ms_ssim\n")
+  assert curves.joint_validation(empty) == {}

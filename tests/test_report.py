@@ -91,6 +91,48 @@ def test_a_base_validating_every_prefix_is_reported_by_its_own(tmp_path, capsys)
       capsys.readouterr().out)
 
 
+def _joint_val(path, steps):
+  """A joint val.csv: {step: [(own bpp, psnr) per layer]}."""
+  rows = ["step,layers,loss,bpp,mse,psnr,ms_ssim"]
+  for step, layers in steps.items():
+    rows += [f"{step},{label},1.0,{bpp},100,{psnr},0.9"
+             for label, (bpp, psnr) in zip(("base", "+el1", "+el2", "+el3"),
+                                           layers)]
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join(rows) + "\n")
+
+
+def test_joint_gain_tells_a_lift_from_a_slide(tmp_path, capsys):
+  start = [(0.1, 24.0), (0.2, 27.0), (0.4, 29.0), (0.8, 30.5)]  # cumulative
+  own = lambda curve: [(b - a, q) for (a, _), (b, q) in zip([(0, 0)] + curve,
+                                                            curve)]
+  lifted = [(bpp, psnr + 0.5) for bpp, psnr in start]
+  val = tmp_path / "w" / "joint" / "val.csv"
+  _joint_val(val, {0: own(start), 1000: own(start), 2000: own(lifted)})
+  gain = report.joint_gain(val)
+  assert (gain["first_step"], gain["last_step"]) == (0, 2000)
+  assert [p["psnr_gap"] for p in gain["prefixes"]] == pytest.approx([0.5] * 4)
+  assert gain["bd_psnr"] == pytest.approx(0.5)
+  assert gain["bd_rate"] < -10
+  # Sliding down the same line gains nothing at equal rate.
+  # (Half way between two points in log rate, half way in PSNR.)
+  slid = [(0.05, 21.0), (0.02 ** 0.5, 25.5), (0.08 ** 0.5, 28.0),
+          (0.32 ** 0.5, 29.75)]
+  _joint_val(val, {0: own(start), 1000: own(slid)})
+  gain = report.joint_gain(val)
+  assert [p["psnr_gap"] for p in gain["prefixes"][1:]] == pytest.approx(
+      [0.0] * 3, abs=1e-9)
+  assert gain["prefixes"][0]["extrapolated"]
+  assert gain["bd_psnr"] < 0  # below the first curve's cubic fit
+  assert report.main(["--training", str(tmp_path / "w")]) == 0
+  out = capsys.readouterr().out
+  assert "joint fine-tuning, step 1000 against step 0" in out
+  assert "+el1: 0.2000 / 27.00 -> 0.1414 / 25.50, +0.00 dB" in out
+  # One validation so far: nothing to compare.
+  _joint_val(val, {0: own(start)})
+  assert report.joint_gain(val) is None
+
+
 def test_rate_against_compares_training_bpp_at_the_same_steps(tmp_path, capsys):
   def log(folder, bpp_of_step, last):
     layer = tmp_path / folder / "base"
