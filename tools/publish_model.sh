@@ -4,7 +4,10 @@
 # beside the paper's curve, layered JPEG 2000 at the model's own rates (MSE
 # model), the RD, training and visual figures, and the BD-rates.
 #
-#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [ship_weights options, e.g. --note TEXT]
+#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [ship_weights options, e.g. --note TEXT]
+#
+# The layers come from checkpoints/<model>, or from --from DIR: a model
+# whose joint fine-tuning was kept ships from train_joint.py's --out-dir.
 #
 # mse and ms-ssim are the paper's family (results/kodak/sae-<name>.json);
 # sae-plus, sae-plus-hyper and sae-nested are SAE+ families
@@ -19,24 +22,34 @@
 # results/reports/, the BD-rates to results/bd-rates.json. The README's
 # tables are then updated from what it prints.
 set -euo pipefail
-usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--note TEXT] [--layers N]"
+usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [--note TEXT] [--layers N]"
 model=${1:?$usage}
 shift
 case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
+trained=checkpoints/$model
+if [ "${1:-}" = --from ]; then
+  trained=${2:?$usage}
+  shift 2
+  case "$trained" in /*) ;; *) trained=$PWD/$trained ;; esac  # before the cd
+fi
 cd "$(dirname "$0")/.."
+if [ ! -f "$trained/config.json" ]; then
+  echo "error: $trained is not a checkpoint folder (no config.json)" >&2
+  exit 2
+fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
 weights=weights/$model
 case "$model" in sae-*) results=results/kodak/$model.json ;; *) results=results/kodak/sae-$model.json ;; esac
 recon=results/kodak/recon-$model  # not committed (.gitignore)
 
-python tools/ship_weights.py "checkpoints/$model" "$weights" "$@"
+python tools/ship_weights.py "$trained" "$weights" "$@"
 layers=$(python -c 'import sys; from sae import checkpoints
 print(checkpoints.available_layers(sys.argv[1]))' "$weights")
 if [ "$layers" -eq 1 ]; then script=test_base.py; else script=test_el$((layers - 1)).py; fi
 python "$script" --weights "$weights" --kodak "$kodak" --out "$results" \
     --recon-dir "$recon" --no-progress
-python -m sae.report --sae "$results" --training "checkpoints/$model" \
+python -m sae.report --sae "$results" --training "$trained" \
     --out "results/reports/report-$model.json"
 metric=$(python -c 'import sys; from sae import checkpoints
 print(checkpoints.read_config(sys.argv[1]).metric)' "$weights")
@@ -58,9 +71,9 @@ if [ "$metric" = mse ] && [ "$layers" -eq 4 ]; then
   fi
 fi
 if [ "$model" = mse ]; then
-  python -m sae.plots --training "checkpoints/$model" --recon-dir "$recon" \
+  python -m sae.plots --training "$trained" --recon-dir "$recon" \
       --images "$kodak"
 else
-  python -m sae.plots --training "checkpoints/$model"
+  python -m sae.plots --training "$trained"
 fi
 python -m sae.bdrate --markdown --paper
