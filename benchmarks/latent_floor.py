@@ -1,7 +1,7 @@
 """How far a finer step can still lift a nested model: its syntheses'
 PSNR with the latent at every layer's step, and unquantized (the floor).
 
-    python benchmarks/latent_floor.py --weights checkpoints/sae-nested \
+    python benchmarks/latent_floor.py --weights weights/sae-nested \
         --corpus DIR [--patch-size 256]
 
 On the trainer's fixed validation crops of --corpus (sae.data), the

@@ -36,6 +36,9 @@ _CODEC_STYLES = {"jpeg": ("tab:brown", "v"), "webp": ("tab:olive", "^"),
                  "jpeg2000": ("tab:green", "s"),
                  "jpeg2000-layers": ("tab:green", "D"),
                  "avif": ("tab:purple", "P"), "jxl": ("tab:cyan", "X")}
+# The models' curves, in turn: colours no codec above has, so that no two
+# curves of a figure share one.
+_SAE_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:pink", "tab:gray")
 
 
 def _save(fig, path) -> None:
@@ -104,12 +107,13 @@ def rd_figure(metric, out, sae=(), codecs=(), paper_anchors=None,
          linewidth=1.2, linestyle="-.", markersize=5)
   for i, path in enumerate(sae):
     curve = curves.load_results(path)
-    draw(curve, f"SAE (this port): {curve.name}", color=f"C{3 + i}",
+    color = _SAE_COLORS[i % len(_SAE_COLORS)]
+    draw(curve, f"SAE (this port): {curve.name}", color=color,
          marker="o", linewidth=2.2, markersize=7, zorder=5)
     for x, y, label in zip(curve.bpp, getattr(curve, field), curve.labels):
       if x <= xlim[1]:
         ax.annotate(label, (x, y), textcoords="offset points",
-                    xytext=(5, -11), fontsize=7, color=f"C{3 + i}")
+                    xytext=(5, -11), fontsize=7, color=color)
   ax.set_xlim(*xlim)
   if shown:
     lo, hi = min(shown), max(shown)

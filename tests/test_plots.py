@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
 from sae import curves, plots
 from sae.images import save_png
@@ -54,6 +55,17 @@ def test_rd_figure_is_written(tmp_path, metric):
   assert "bits per pixel" in ax.get_xlabel()
   assert ax.get_ylim()[0] <= min(sae_line.get_ydata())
   assert [t.get_text() for t in ax.texts] == ["p0", "p1", "p2"]  # layers
+
+
+def test_every_curve_of_the_rd_figure_has_its_own_colour(tmp_path):
+  names = ("jpeg", "webp", "jpeg2000", "avif", "jxl")
+  codecs = [_results(tmp_path / f"{n}.json", n, [0.2, 0.8], [25.0, 31.0])
+            for n in names]
+  models = [_results(tmp_path / f"sae-{i}.json", f"sae-{i}", [0.1, 0.9],
+                     [25.0, 31.0]) for i in range(3)]
+  fig = plots.rd_figure("psnr-rgb", tmp_path / "rd.png", models, codecs, None)
+  colours = [to_hex(line.get_color()) for line in fig.axes[0].get_lines()]
+  assert len(colours) == 8 and len(set(colours)) == 8
 
 
 def test_rd_figure_without_any_results(tmp_path):

@@ -441,3 +441,22 @@ def test_a_wider_layer_trains_and_every_consumer_builds_it(tmp_path,
                         "--out", str(out), "--no-progress"]) == 0
   bpp = json.loads(out.read_text())["results"]["bpp"]
   assert len(bpp) == 2 and 0 < bpp[0] < bpp[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bogus"], "usage: tools/publish_model.sh"),
+    (["sae-nested", "--from", "nowhere"], "nowhere is not a checkpoint folder"),
+])
+def test_publish_model_refuses_bad_arguments_before_writing(tmp_path, args,
+                                                             message):
+  import pathlib
+  import subprocess
+  root = pathlib.Path(__file__).resolve().parents[1]
+  before = sorted(p.name for p in (root / "weights").iterdir())
+  done = subprocess.run(["bash", str(root / "tools" / "publish_model.sh"),
+                         *args], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=60)
+  assert done.returncode == 2
+  assert done.stderr.startswith("error: ") and message in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1
+  assert sorted(p.name for p in (root / "weights").iterdir()) == before

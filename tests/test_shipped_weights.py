@@ -25,7 +25,8 @@ from tools import pin_shipped_streams as pins
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PINS = json.loads(pins.PINS.read_text())
 RESULTS = {"weights/mse": "results/kodak/sae-mse.json",
-           "weights/ms-ssim": "results/kodak/sae-ms-ssim.json"}
+           "weights/ms-ssim": "results/kodak/sae-ms-ssim.json",
+           "weights/sae-nested": "results/kodak/sae-nested.json"}
 REGENERATE = ("if the change is deliberate (a new stream version, a model "
               "retrained), regenerate with python tools/pin_shipped_streams.py "
               "and commit tests/shipped_streams.json with it")

@@ -2,7 +2,8 @@
 
     python tools/pin_shipped_streams.py [--out tests/shipped_streams.json]
 
-For each shipped weights folder (weights/mse, weights/ms-ssim) it codes two
+For each shipped weights folder (weights/mse, weights/ms-ssim,
+weights/sae-nested) it codes two
 small deterministic images with all the model's layers and records the
 SHA-256 of each stream, the bytes of each prefix that ``truncate`` cuts
 out of it, and the PSNR-RGB and MS-SSIM-RGB of each prefix decoded.
@@ -31,7 +32,7 @@ import sae  # noqa: E402,F401  before tensorflow: oneDNN as users get it
 from sae.fileio import write_json  # noqa: E402
 
 PINS = ROOT / "tests" / "shipped_streams.json"
-MODELS = ("weights/mse", "weights/ms-ssim")
+MODELS = ("weights/mse", "weights/ms-ssim", "weights/sae-nested")
 # (name, height, width, seed): one a multiple of the stride, one not (the
 # border padding is coded too).
 IMAGES = (("gradients-64x96", 64, 96, 1), ("odd-45x70", 45, 70, 2))

@@ -27,14 +27,16 @@ model=${1:?$usage}
 shift
 case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
 trained=checkpoints/$model
+given=$trained
 if [ "${1:-}" = --from ]; then
-  trained=${2:?$usage}
+  given=${2:?$usage}
   shift 2
-  case "$trained" in /*) ;; *) trained=$PWD/$trained ;; esac  # before the cd
+  trained=$(realpath -m -- "$given")  # before the cd
 fi
 cd "$(dirname "$0")/.."
+trained=$(realpath -m --relative-to=. -- "$trained")  # as records name it
 if [ ! -f "$trained/config.json" ]; then
-  echo "error: $trained is not a checkpoint folder (no config.json)" >&2
+  echo "error: $given is not a checkpoint folder (no config.json)" >&2
   exit 2
 fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
