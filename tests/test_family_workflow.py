@@ -207,3 +207,31 @@ def test_the_latent_floor_benchmark_decodes_every_step_by_every_synthesis(
                             str(corpus)]) == 2
   error = capsys.readouterr().err.strip().splitlines()
   assert len(error) == 1 and "refine no shared latent" in error[0]
+
+
+def test_the_top_synthesis_probe_trains_validates_and_resumes(
+    nested_weights, tiny_weights, tmp_path, capsys):
+  import csv
+  from benchmarks import probe_top_synthesis as probe
+  corpus, ckpt = nested_weights
+  out = tmp_path / "probe"
+  argv = ["--weights", str(ckpt), "--corpus", str(corpus), "--out-dir",
+          str(out), "--filters", "8", "--steps", "2", "--validate-every", "1",
+          "--patch-size", "64"]
+  assert probe.main(argv) == 0
+  rows = list(csv.DictReader((out / "val.csv").open()))
+  assert [int(r["step"]) for r in rows] == [1, 2]
+  # The model's own top synthesis, on the same crops: the reference line.
+  assert rows[0]["own_psnr"] == rows[1]["own_psnr"]
+  assert all(0 < float(r["psnr"]) < 100 for r in rows)
+  assert probe.main(argv) == 0  # finished: resumes to nothing
+  assert len(list(csv.DictReader((out / "val.csv").open()))) == 2
+  capsys.readouterr()
+  # Other settings in the same folder, and a cascade: refused in one line.
+  for bad in (argv[:-5] + ["4"] + argv[-4:],
+              ["--weights", str(tiny_weights)] + argv[2:4] + [
+                  "--out-dir", str(tmp_path / "other"), "--filters", "8"]):
+    assert probe.main(bad) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ")
+  assert not (tmp_path / "other").exists()
