@@ -5,8 +5,9 @@
         [--save-dir DIR] [--save-case N]
     nice -n 19 python benchmarks/fuzz_stream.py --replay DIR/case*.sae
 
-For each model (``--weights``: by default every shipped model, weights/mse
-and weights/ms-ssim; ``tiny`` is a randomly initialised tiny 4-layer model)
+For each model (``--weights``: by default every shipped model, the
+folders tools/pin_shipped_streams.py pins; ``tiny`` is a randomly
+initialised tiny 4-layer model)
 a worker process loads it and codes a few random images of odd sizes in
 ``--stream-version`` (default the version the encoder writes; 1 makes
 legacy streams); this process mutates those streams (cuts, bit flips, byte
@@ -42,10 +43,10 @@ import zlib
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from sae import bitstream  # noqa: E402  (no TensorFlow in this process)
+from tools.pin_shipped_streams import shipped_models  # noqa: E402
 
 IMAGE_SIZES = ((1, 1), (9, 13), (17, 31), (40, 24), (64, 80))
 TINY = "tiny"
-SHIPPED = ("weights/mse", "weights/ms-ssim")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUGS = ("wrong-size", "crashed", "hung")
 
@@ -325,7 +326,7 @@ def main(argv=None):
   p.add_argument("--weights", nargs="+", default=None, metavar="DIR",
                  help="weights folders, or 'tiny' for a tiny random-init "
                  "4-layer model (default: the shipped models, "
-                 + ", ".join(SHIPPED) + ")")
+                 + ", ".join(shipped_models()) + ")")
   p.add_argument("--stream-version", type=int, default=bitstream.VERSION,
                  choices=bitstream.SUPPORTED_VERSIONS,
                  help="version of the streams to mutate (default: the one "
@@ -343,7 +344,7 @@ def main(argv=None):
   p.add_argument("--replay", nargs="+", default=None, metavar="FILE",
                  help="decode these saved cases instead of fuzzing")
   args = p.parse_args(argv)
-  models = args.weights or [str(ROOT / w) for w in SHIPPED]
+  models = args.weights or [str(ROOT / w) for w in shipped_models()]
   if args.replay:
     for weights in models:
       worker = Worker(weights, args.seed, args.stream_version)

@@ -13,7 +13,8 @@ analysis's.  The analysis and prior stay frozen; the latent is the one the
 decoder has at the top step (hard-quantized, as the top's own synthesis
 was trained), so the rate is fixed and the loss is the MSE.  Adam at
 --learning-rate, x0.1 after 80 % of the steps, batches of 8 random crops
-(sae.data, --seed).
+(sae.data); --seed fixes the crops and the new synthesis's initial
+weights.
 
 Every --validate-every steps it appends to OUT/val.csv the PSNR of the
 8-bit outputs on the trainer's validation crops, the new synthesis's and
@@ -92,8 +93,11 @@ def parser() -> argparse.ArgumentParser:
 
 def _settings(args, weights_ids) -> dict:
   """What a resumed run must share with the first."""
-  return dict(weights_ids=weights_ids, filters=args.filters,
-              steps=args.steps, learning_rate=args.learning_rate,
+  return dict(weights_ids=weights_ids,
+              corpus=str(pathlib.Path(args.corpus).resolve()),
+              filters=args.filters, steps=args.steps,
+              learning_rate=args.learning_rate,
+              validate_every=args.validate_every,
               patch_size=args.patch_size, seed=args.seed,
               batch_size=BATCH_SIZE)
 
@@ -112,6 +116,7 @@ def _main(argv) -> int:
   # Prepared for coding: the prior's quantization as the coder's, and the
   # weights ids a stream of it would carry.
   model = checkpoints.load_model(args.weights)
+  data.check_corpus(args.corpus, args.patch_size)
   out = pathlib.Path(args.out_dir)
   settings = _settings(args, [i.hex() for i in model.weights_ids()])
   settings_file = out / "probe.json"
@@ -119,10 +124,16 @@ def _main(argv) -> int:
     if json.loads(settings_file.read_text()) != settings:
       raise InputError(f"{out} holds a probe with other settings "
                        f"({settings_file}); name a new --out-dir")
+  elif out.exists() and any(out.iterdir()):
+    raise InputError(f"{out} is not empty and holds no probe; name a new "
+                     "--out-dir")
   else:
     out.mkdir(parents=True, exist_ok=True)
     write_json(settings_file, settings)
 
+  # The same initial weights for every run of these settings; a resumed
+  # run restores them.
+  tf.keras.utils.set_random_seed(args.seed)
   spec = dataclasses.replace(model.specs[-1], conv_filters=args.filters)
   synthesis = SynthesisTransform(spec)
   synthesis.build((None, None, None, spec.latent_channels))

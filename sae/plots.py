@@ -36,9 +36,9 @@ _CODEC_STYLES = {"jpeg": ("tab:brown", "v"), "webp": ("tab:olive", "^"),
                  "jpeg2000": ("tab:green", "s"),
                  "jpeg2000-layers": ("tab:green", "D"),
                  "avif": ("tab:purple", "P"), "jxl": ("tab:cyan", "X")}
-# The models' curves, in turn: colours no codec above has, so that no two
-# curves of a figure share one.
-_SAE_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:pink", "tab:gray")
+# The models' curves, in turn: colours that no codec above and no paper
+# curve (black, dimgray) has, so that a model is never mistaken for them.
+_SAE_COLORS = ("tab:red", "tab:blue", "tab:orange", "tab:pink", "gold")
 
 
 def _save(fig, path) -> None:

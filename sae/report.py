@@ -107,13 +107,14 @@ def joint_gain(val_csv) -> dict:
   ``curves.joint_validation``.  None before a second validation.
 
   Each prefix's numbers at both steps and its PSNR against the first curve
-  at its new rate (``at_rate``); BD-rate and BD-PSNR of the last curve
+  at its new rate (``at_rate``; None where the first curve's rates do not
+  increase); BD-rate and BD-PSNR of the last curve
   against the first (None where a curve leaves no common range or, for
   BD-rate, its quality does not rise).  Fine-tuning may slide a point
   along the curve rather than lift it: the gaps at equal rate tell which,
-  though a chord lies under a concave curve, so a gap of a few hundredths
-  of a dB is within the reading's error; BD-PSNR's cubic fit follows the
-  curve.
+  though a chord lies under a concave curve, so a small positive gap
+  between two points may be the chord's error; BD-PSNR's cubic fit follows
+  the curve.
   """
   by_step = curves.joint_validation(val_csv)
   if len(by_step) < 2:
@@ -121,11 +122,15 @@ def joint_gain(val_csv) -> dict:
   first, last = by_step[min(by_step)], by_step[max(by_step)]
   prefixes = []
   for k, bpp in enumerate(last.bpp):
-    on_first, extrapolated = at_rate(first.bpp, first.psnr, bpp)
+    try:
+      on_first, extrapolated = at_rate(first.bpp, first.psnr, bpp)
+      gap = last.psnr[k] - on_first
+    except (ValueError, ZeroDivisionError):  # no line: rates not increasing
+      gap, extrapolated = None, False
     prefixes.append(dict(
         layers=last.labels[k], first_bpp=first.bpp[k],
         first_psnr=first.psnr[k], bpp=bpp, psnr=last.psnr[k],
-        psnr_gap=last.psnr[k] - on_first, extrapolated=extrapolated))
+        psnr_gap=gap, extrapolated=extrapolated))
 
   def bd(measure):
     try:
@@ -142,13 +147,15 @@ def _print_joint_gain(folder, gain):
   print(f"{folder} joint fine-tuning, step {gain['last_step']} against step "
         f"{gain['first_step']} (validation crops; cumulative bpp / dB, and "
         f"the PSNR against step {gain['first_step']}'s line at that rate):")
+  number = lambda v, unit: "n/a" if v is None else f"{v:+.2f}{unit}"
   for p in gain["prefixes"]:
     flag = " (extrapolated)" if p["extrapolated"] else ""
     print(f"  {p['layers']}: {p['first_bpp']:.4f} / {p['first_psnr']:.2f} -> "
-          f"{p['bpp']:.4f} / {p['psnr']:.2f}, {p['psnr_gap']:+.2f} dB{flag}")
-  number = lambda v, unit: "n/a" if v is None else f"{v:+.2f}{unit}"
-  print(f"  BD-rate {number(gain['bd_rate'], ' %')}, BD-PSNR "
-        f"{number(gain['bd_psnr'], ' dB')}")
+          f"{p['bpp']:.4f} / {p['psnr']:.2f}, "
+          f"{number(p['psnr_gap'], ' dB')}{flag}")
+  print(f"  BD-PSNR {number(gain['bd_psnr'], ' dB')}, BD-rate "
+        f"{number(gain['bd_rate'], ' %')} (where the curve is flat at the "
+        "top, a small lift reads as a large saving of bits)")
 
 
 def rate_at_matched_steps(log_csv, reference_csv, window=1000) -> dict:

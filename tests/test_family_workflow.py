@@ -209,7 +209,7 @@ def test_the_latent_floor_benchmark_decodes_every_step_by_every_synthesis(
   assert len(error) == 1 and "refine no shared latent" in error[0]
 
 
-def test_the_top_synthesis_probe_trains_validates_and_resumes(
+def test_the_top_synthesis_probe_trains_validates_and_refuses_other_runs(
     nested_weights, tiny_weights, tmp_path, capsys):
   import csv
   from benchmarks import probe_top_synthesis as probe
@@ -224,14 +224,23 @@ def test_the_top_synthesis_probe_trains_validates_and_resumes(
   # The model's own top synthesis, on the same crops: the reference line.
   assert rows[0]["own_psnr"] == rows[1]["own_psnr"]
   assert all(0 < float(r["psnr"]) < 100 for r in rows)
+  assert rows[0]["psnr"] != rows[1]["psnr"]  # it trains
   assert probe.main(argv) == 0  # finished: resumes to nothing
   assert len(list(csv.DictReader((out / "val.csv").open()))) == 2
   capsys.readouterr()
-  # Other settings in the same folder, and a cascade: refused in one line.
+  # Other settings in the same folder (steps; corpus), a folder that holds
+  # something else, a cascade: refused in one line, nothing written.
+  other_corpus = write_corpus(tmp_path / "c2", [(64, 64)])
+  foreign = tmp_path / "foreign"
+  foreign.mkdir()
+  (foreign / "keep.txt").write_text("mine")
   for bad in (argv[:-5] + ["4"] + argv[-4:],
+              argv[:3] + [str(other_corpus)] + argv[4:],
+              argv[:5] + [str(foreign)] + argv[6:],
               ["--weights", str(tiny_weights)] + argv[2:4] + [
                   "--out-dir", str(tmp_path / "other"), "--filters", "8"]):
     assert probe.main(bad) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ")
   assert not (tmp_path / "other").exists()
+  assert [p.name for p in foreign.iterdir()] == ["keep.txt"]

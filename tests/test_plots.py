@@ -57,15 +57,21 @@ def test_rd_figure_is_written(tmp_path, metric):
   assert [t.get_text() for t in ax.texts] == ["p0", "p1", "p2"]  # layers
 
 
-def test_every_curve_of_the_rd_figure_has_its_own_colour(tmp_path):
-  names = ("jpeg", "webp", "jpeg2000", "avif", "jxl")
+@pytest.mark.parametrize("metric", list(plots.METRICS))
+def test_each_model_has_a_colour_no_other_curve_has(tmp_path, metric):
+  names = ("jpeg", "webp", "jpeg2000", "jpeg2000-layers", "avif", "jxl")
   codecs = [_results(tmp_path / f"{n}.json", n, [0.2, 0.8], [25.0, 31.0])
             for n in names]
   models = [_results(tmp_path / f"sae-{i}.json", f"sae-{i}", [0.1, 0.9],
-                     [25.0, 31.0]) for i in range(3)]
-  fig = plots.rd_figure("psnr-rgb", tmp_path / "rd.png", models, codecs, None)
-  colours = [to_hex(line.get_color()) for line in fig.axes[0].get_lines()]
-  assert len(colours) == 8 and len(set(colours)) == 8
+                     [25.0, 31.0]) for i in range(4)]
+  fig = plots.rd_figure(metric, tmp_path / "rd.png", models, codecs,
+                        curves.DEFAULT_PAPER_ANCHORS)
+  lines = fig.axes[0].get_lines()
+  mine = [to_hex(line.get_color()) for line in lines
+          if line.get_label().startswith("SAE (this port)")]
+  others = {to_hex(line.get_color()) for line in lines
+            if not line.get_label().startswith("SAE (this port)")}
+  assert len(mine) == 4 and len(set(mine)) == 4 and not set(mine) & others
 
 
 def test_rd_figure_without_any_results(tmp_path):

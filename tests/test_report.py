@@ -128,6 +128,14 @@ def test_joint_gain_tells_a_lift_from_a_slide(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "joint fine-tuning, step 1000 against step 0" in out
   assert "+el1: 0.2000 / 27.00 -> 0.1414 / 25.50, +0.00 dB" in out
+  # A layer that sent nothing at step 0 leaves no line there: no gap, no
+  # crash.
+  _joint_val(val, {0: [(0.1, 24.0), (0.0, 24.5)], 1000: [(0.1, 24.0),
+                                                         (0.1, 27.0)]})
+  gain = report.joint_gain(val)
+  assert [p["psnr_gap"] for p in gain["prefixes"]] == [None, None]
+  assert report.main(["--training", str(tmp_path / "w")]) == 0
+  assert "-> 0.2000 / 27.00, n/a" in capsys.readouterr().out
   # One validation so far: nothing to compare.
   _joint_val(val, {0: own(start)})
   assert report.joint_gain(val) is None

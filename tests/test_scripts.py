@@ -444,8 +444,13 @@ def test_a_wider_layer_trains_and_every_consumer_builds_it(tmp_path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bogus"], "usage: tools/publish_model.sh"),
-    (["sae-nested", "--from", "nowhere"], "nowhere is not a checkpoint folder"),
+    ([], "error: usage: tools/publish_model.sh"),
+    (["bogus"], "error: usage: tools/publish_model.sh"),
+    (["sae-nested", "--from"], "error: --from needs a folder"),
+    (["sae-nested", "--from", "nowhere"],
+     "error: nowhere is not a checkpoint folder (no such folder)"),
+    (["sae-nested", "--from", "."],  # the folder the command runs in
+     "error: . is not a checkpoint folder (no config.json)"),
 ])
 def test_publish_model_refuses_bad_arguments_before_writing(tmp_path, args,
                                                              message):
@@ -457,6 +462,6 @@ def test_publish_model_refuses_bad_arguments_before_writing(tmp_path, args,
                          *args], cwd=tmp_path, capture_output=True, text=True,
                         timeout=60)
   assert done.returncode == 2
-  assert done.stderr.startswith("error: ") and message in done.stderr
+  assert done.stderr.startswith(message)
   assert len(done.stderr.strip().splitlines()) == 1
   assert sorted(p.name for p in (root / "weights").iterdir()) == before

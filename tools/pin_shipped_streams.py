@@ -2,8 +2,8 @@
 
     python tools/pin_shipped_streams.py [--out tests/shipped_streams.json]
 
-For each shipped weights folder (weights/mse, weights/ms-ssim,
-weights/sae-nested) it codes two
+For each shipped weights folder (``shipped_models()``: every
+weights/<model>/ with a config.json) it codes two
 small deterministic images with all the model's layers and records the
 SHA-256 of each stream, the bytes of each prefix that ``truncate`` cuts
 out of it, and the PSNR-RGB and MS-SSIM-RGB of each prefix decoded.
@@ -32,7 +32,22 @@ import sae  # noqa: E402,F401  before tensorflow: oneDNN as users get it
 from sae.fileio import write_json  # noqa: E402
 
 PINS = ROOT / "tests" / "shipped_streams.json"
-MODELS = ("weights/mse", "weights/ms-ssim", "weights/sae-nested")
+
+
+def shipped_models() -> list:
+  """The shipped weights folders, relative to the repository: the one list
+  the pins, the fuzzer and the tests of shipped weights use."""
+  return sorted(str(p.parent.relative_to(ROOT))
+                for p in (ROOT / "weights").glob("*/config.json"))
+
+
+def results_file(folder) -> str:
+  """The committed Kodak results of a shipped weights folder, named as the
+  evaluation names the model (sae.config.model_name)."""
+  from sae import checkpoints  # pylint: disable=import-outside-toplevel
+  from sae.config import model_name  # pylint: disable=import-outside-toplevel
+  config = checkpoints.read_config(ROOT / folder)
+  return f"results/kodak/{model_name(config.family, config.metric)}.json"
 # (name, height, width, seed): one a multiple of the stride, one not (the
 # border padding is coded too).
 IMAGES = (("gradients-64x96", 64, 96, 1), ("odd-45x70", 45, 70, 2))
@@ -86,7 +101,7 @@ def pins() -> dict:
                         "pixels_sha256": sha256(images[name].tobytes())}
                  for name, h, w, seed in IMAGES},
       "models": {}}
-  for folder in MODELS:
+  for folder in shipped_models():
     model = checkpoints.load_model(ROOT / folder)
     out["models"][folder] = {
         "weights_ids": [i.hex() for i in model.weights_ids()],

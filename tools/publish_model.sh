@@ -17,28 +17,31 @@
 # results/at-rates/<name>/jpeg2000-layers.json, with its BD-rates against
 # them and the mse model in results/at-rates/<name>-bd-rates.json.
 #
-# Kodak is read from $KODAK (default kodak/, where the test scripts download
-# it). Results go to results/kodak/ (results files only), the report to
+# Kodak is read from $KODAK (default kodak/ in the repository, where the
+# test scripts download it). Results go to results/kodak/ (results files only), the report to
 # results/reports/, the BD-rates to results/bd-rates.json. The README's
 # tables are then updated from what it prints.
 set -euo pipefail
 usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [--note TEXT] [--layers N]"
-model=${1:?$usage}
-shift
-case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) ;; *) echo "error: $usage" >&2; exit 2 ;; esac
+refuse() { echo "error: $1" >&2; exit 2; }
+model=${1:-}
+case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) shift ;; *) refuse "$usage" ;; esac
 trained=checkpoints/$model
 given=$trained
 if [ "${1:-}" = --from ]; then
-  given=${2:?$usage}
+  [ $# -ge 2 ] || refuse "--from needs a folder; $usage"
+  given=$2
   shift 2
-  trained=$(realpath -m -- "$given")  # before the cd
+  # Resolved where the command was run, as $KODAK is.
+  trained=$(cd "$given" 2>/dev/null && pwd) ||
+    refuse "$given is not a checkpoint folder (no such folder)"
 fi
+if [ -n "${KODAK:-}" ] && [ -d "$KODAK" ]; then KODAK=$(cd "$KODAK" && pwd); fi
 cd "$(dirname "$0")/.."
-trained=$(realpath -m --relative-to=. -- "$trained")  # as records name it
-if [ ! -f "$trained/config.json" ]; then
-  echo "error: $given is not a checkpoint folder (no config.json)" >&2
-  exit 2
-fi
+root=$(pwd)
+trained=${trained#"$root"/}  # inside the repository: named as records name it
+[ -f "$trained/config.json" ] ||
+  refuse "$given is not a checkpoint folder (no config.json)"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
 weights=weights/$model
