@@ -116,8 +116,9 @@ def lean_startup() -> None:
   fresh ``decompress`` of a 4-layer Kodak stream, for no measurable gain
   warm (benchmarks/cold_start.py; docs/performance.md). Its rewrites change
   no byte: with and without it, the 24 Kodak images give the same streams
-  and the same decoded pixels with weights/mse and weights/ms-ssim. One-shot
-  commands call this; training keeps the optimizer, whose fusions it uses every step.
+  and the same decoded pixels with weights/mse and weights/ms-ssim.
+  One-shot commands call this; training keeps the optimizer, whose fusions
+  it uses every step.
   """
   tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 

@@ -38,7 +38,7 @@ def at_rate(rates, values, bpp):
     values: the quality at each point.
     bpp: where to read the curve.
   """
-  if len(rates) < 2 or list(rates) != sorted(rates):
+  if len(rates) < 2 or any(b <= a for a, b in zip(rates, rates[1:])):
     raise ValueError("need at least two points in increasing rate")
   logs = [math.log(r) for r in rates]
   x = math.log(bpp)
@@ -125,7 +125,7 @@ def joint_gain(val_csv) -> dict:
     try:
       on_first, extrapolated = at_rate(first.bpp, first.psnr, bpp)
       gap = last.psnr[k] - on_first
-    except (ValueError, ZeroDivisionError):  # no line: rates not increasing
+    except ValueError:  # no line: rates not increasing, or not positive
       gap, extrapolated = None, False
     prefixes.append(dict(
         layers=last.labels[k], first_bpp=first.bpp[k],

@@ -33,6 +33,10 @@ from sae.fileio import write_json  # noqa: E402
 
 PINS = ROOT / "tests" / "shipped_streams.json"
 
+# (name, height, width, seed): one a multiple of the stride, one not (the
+# border padding is coded too).
+IMAGES = (("gradients-64x96", 64, 96, 1), ("odd-45x70", 45, 70, 2))
+
 
 def shipped_models() -> list:
   """The shipped weights folders, relative to the repository: the one list
@@ -48,9 +52,6 @@ def results_file(folder) -> str:
   from sae.config import model_name  # pylint: disable=import-outside-toplevel
   config = checkpoints.read_config(ROOT / folder)
   return f"results/kodak/{model_name(config.family, config.metric)}.json"
-# (name, height, width, seed): one a multiple of the stride, one not (the
-# border padding is coded too).
-IMAGES = (("gradients-64x96", 64, 96, 1), ("odd-45x70", 45, 70, 2))
 
 
 def test_image(height: int, width: int, seed: int) -> np.ndarray:

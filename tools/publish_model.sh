@@ -18,9 +18,10 @@
 # them and the mse model in results/at-rates/<name>-bd-rates.json.
 #
 # Kodak is read from $KODAK (default kodak/ in the repository, where the
-# test scripts download it). Results go to results/kodak/ (results files only), the report to
-# results/reports/, the BD-rates to results/bd-rates.json. The README's
-# tables are then updated from what it prints.
+# test scripts download it). Results go to results/kodak/ (results files
+# only, named as tools/pin_shipped_streams.results_file names them), the
+# report to results/reports/, the BD-rates to results/bd-rates.json. The
+# README's tables are then updated from what it prints.
 set -euo pipefail
 usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [--note TEXT] [--layers N]"
 refuse() { echo "error: $1" >&2; exit 2; }
@@ -45,10 +46,11 @@ trained=${trained#"$root"/}  # inside the repository: named as records name it
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
 weights=weights/$model
-case "$model" in sae-*) results=results/kodak/$model.json ;; *) results=results/kodak/sae-$model.json ;; esac
 recon=results/kodak/recon-$model  # not committed (.gitignore)
 
 python tools/ship_weights.py "$trained" "$weights" "$@"
+results=$(python -c 'import sys; from tools.pin_shipped_streams import results_file
+print(results_file(sys.argv[1]))' "$weights")  # as the tests find it
 layers=$(python -c 'import sys; from sae import checkpoints
 print(checkpoints.available_layers(sys.argv[1]))' "$weights")
 if [ "$layers" -eq 1 ]; then script=test_base.py; else script=test_el$((layers - 1)).py; fi
