@@ -1,0 +1,191 @@
+"""SAE-2's first phase (issue #39): the wide model trained single-rate at
+the top layer's lambda.  Resumable; a research run, outside the package.
+
+    nice -n 19 nohup python research/sae2/train_top.py \
+        --corpus ../shared/data/train --out checkpoints/sae2/top \
+        --steps 60000 > checkpoints/sae2/top.log 2>&1 &
+
+Every 16th photograph of the sorted corpus is held out (never a training
+crop): the go/no-go and the phase's validation are measured on them
+(research/sae2/go_no_go.py).  The crops are 128 pixels until
+--large-from, then 256.  The folder holds:
+
+  train/      the resumable checkpoint (with Adam's state; not committed)
+  weights/    the model's variables alone, written at every save (committed
+              at most once a session: a resume from them restarts Adam)
+  log.csv     step, seconds, loss, bpp, mse: running means of 100 steps
+  val.csv     step, bpp, psnr, floor_psnr on the held-out centre crops
+"""
+
+import argparse
+import csv
+import pathlib
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from model import WideModel  # noqa: E402
+
+HOLD_OUT_EVERY = 16
+SAVE_SECONDS = 300
+
+
+def split(corpus):
+  """(training paths, held-out paths) of the corpus's PNG/JPEG files."""
+  paths = sorted(str(p) for p in pathlib.Path(corpus).iterdir()
+                 if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+  held = paths[::HOLD_OUT_EVERY]
+  return [p for p in paths if p not in held], held
+
+
+def decode(path):
+  img = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                           expand_animations=False)
+  return tf.ensure_shape(img, [None, None, 3])
+
+
+def training_crops(paths, patch, batch, seed):
+  ds = tf.data.Dataset.from_tensor_slices(paths).map(decode).cache()
+  ds = ds.filter(lambda img: tf.reduce_min(tf.shape(img)[:2]) >= patch)
+  ds = ds.shuffle(len(paths), seed=seed).repeat()
+  ds = ds.map(lambda img: tf.cast(tf.image.random_crop(img, (patch, patch, 3)),
+                                  tf.float32),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  return iter(ds.batch(batch, drop_remainder=True).prefetch(4))
+
+
+def held_out_crops(paths, size=256):
+  crops = []
+  for p in paths:
+    img = decode(p).numpy()
+    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    crops.append(img[top:top + size, left:left + size])
+  return tf.constant(np.stack(crops).astype(np.float32))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--corpus", required=True)
+  p.add_argument("--out", required=True)
+  p.add_argument("--steps", type=int, default=60000)
+  p.add_argument("--large-from", type=int, default=50000,
+                 help="step from which the crops are 256 pixels (else 128)")
+  p.add_argument("--lmbda", type=float, default=0.05)
+  p.add_argument("--lr", type=float, default=5e-4)
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--validate-every", type=int, default=1000)
+  p.add_argument("--seed", type=int, default=1)
+  args = p.parse_args(argv)
+
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  tf.random.set_seed(args.seed)
+  train_paths, held = split(args.corpus)
+  (out / "held_out.txt").write_text(
+      "\n".join(pathlib.Path(h).name for h in held) + "\n")
+
+  model = WideModel()
+  lr = tf.Variable(args.lr, trainable=False, dtype=tf.float32)
+  optimizer = tf.keras.optimizers.Adam(learning_rate=lr, global_clipnorm=1.0)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  ckpt = tf.train.Checkpoint(step=step, optimizer=optimizer,
+                             **model.checkpoint_objects())
+  manager = tf.train.CheckpointManager(ckpt, out / "train", max_to_keep=1)
+  weights = tf.train.Checkpoint(**model.checkpoint_objects())
+  if manager.latest_checkpoint:
+    ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    print(f"resumed at step {int(step)}", flush=True)
+  elif (out / "weights" / "checkpoint").exists():
+    weights.restore(tf.train.latest_checkpoint(out / "weights"))
+    print("started from the committed weights (Adam restarts)", flush=True)
+  variables = None
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      bpp, mse, _ = model(x, training=True)
+      loss = tf.reduce_mean(bpp) + args.lmbda * tf.reduce_mean(mse)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    return loss, tf.reduce_mean(bpp), tf.reduce_mean(mse)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
+  def evaluate(x):
+    bpp, mse, _ = model(x, training=False)
+    return bpp, mse, model.floor(x)
+
+  val_x = held_out_crops(held)
+
+  def validate():
+    bpp, mse, floor = (t.numpy() for t in evaluate(val_x))
+    psnr = np.mean(10 * np.log10(255 ** 2 / mse))
+    floor_psnr = np.mean(10 * np.log10(255 ** 2 / floor))
+    new = not (out / "val.csv").exists()
+    with open(out / "val.csv", "a", newline="") as f:
+      w = csv.writer(f)
+      if new:
+        w.writerow(["step", "bpp", "psnr", "floor_psnr"])
+      w.writerow([int(step), f"{bpp.mean():.4f}", f"{psnr:.3f}",
+                  f"{floor_psnr:.3f}"])
+    print(f"val {int(step)}: {bpp.mean():.4f} bpp {psnr:.2f} dB "
+          f"(floor {floor_psnr:.2f})", flush=True)
+
+  def save():
+    manager.save()
+    weights.write(str(out / "weights" / "ckpt"))
+    (out / "weights" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt"\n')
+
+  datasets = {}
+  sums, t_save, t0 = np.zeros(3), time.time(), time.time()
+  elapsed = 0.0
+  if (out / "log.csv").exists():
+    rows = list(csv.reader(open(out / "log.csv")))
+    if len(rows) > 1:
+      elapsed = float(rows[-1][1])
+  while int(step) < args.steps:
+    s = int(step)
+    patch = 256 if s >= args.large_from else 128
+    if patch not in datasets:
+      datasets[patch] = training_crops(train_paths, patch, args.batch,
+                                       args.seed + s)
+    lr.assign(args.lr * (0.1 if s >= 0.9 * args.steps else 1.0))
+    x = next(datasets[patch])
+    if variables is None:
+      variables = [v for obj in model.checkpoint_objects().values()
+                   for v in obj.trainable_variables]
+    loss, bpp, mse = (t.numpy() for t in train_step(x))
+    if not np.isfinite(loss):
+      print(f"step {s}: loss {loss}: stopping", flush=True)
+      return 1
+    sums += (loss, bpp, mse)
+    step.assign_add(1)
+    s += 1
+    if s % 100 == 0:
+      now = time.time()
+      elapsed += now - t0
+      t0 = now
+      new = not (out / "log.csv").exists()
+      with open(out / "log.csv", "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+          w.writerow(["step", "seconds", "loss", "bpp", "mse"])
+        w.writerow([s, f"{elapsed:.0f}"] + [f"{v:.4f}" for v in sums / 100])
+      print(f"{s}: loss {sums[0] / 100:.4f} bpp {sums[1] / 100:.4f} "
+            f"mse {sums[2] / 100:.2f} ({elapsed:.0f} s)", flush=True)
+      sums[:] = 0
+    if s % args.validate_every == 0:
+      validate()
+    if time.time() - t_save > SAVE_SECONDS:
+      save()
+      t_save = time.time()
+  save()
+  validate()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
