@@ -137,7 +137,9 @@ class LayerCodec(CodecDigests, tf.keras.Model):
     """
     prior = self.prior
     if tables is not None:
-      missing = set(self.table_keys) - set(tables)
+      # The class's keys are required; an instance may hold optional ones
+      # too (sae.meanscale's exact hyper-synthesis).
+      missing = set(type(self).table_keys) - set(tables)
       if missing:
         raise ValueError(f"{self.name}: stored tables lack {sorted(missing)}")
       cdf, cdf_offset, offset = (tf.constant(tables[key]) for key in TABLE_KEYS)

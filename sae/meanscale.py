@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from sae import rangecode
+from sae import exact, rangecode
 from sae.layer import (TABLE_KEYS, LayerCodec, LayerOutput, checked,
                        straight_through)
 from sae.transforms import SignalConv2D
@@ -141,6 +141,8 @@ def gaussian_model(**kwargs):
 
 
 GAUSSIAN_KEYS = ("gaussian_cdf", "gaussian_cdf_offset")
+# The hyper-synthesis's integer weights among the tables (sae.exact).
+SIDE_PREFIX = "side"
 
 
 @functools.lru_cache(maxsize=None)
@@ -174,6 +176,11 @@ class MeanScaleCodec(LayerCodec):
     self.hyper_analysis.build((None, None, None, spec.latent_channels))
     self.hyper_synthesis.build((None, None, None, spec.conv_filters))
     self._gaussian_tables = None  # (cdf, cdf_offset) numpy, with the coder
+    # The hyper-synthesis in exact integer arithmetic, with the coder: None
+    # for tables stored before it existed (their streams were coded with
+    # the float transform, and still decode where the arithmetic agrees).
+    self._exact_side = None
+    self._side_tables = {}
 
   @property
   def prior_channels(self) -> int:
@@ -203,6 +210,16 @@ class MeanScaleCodec(LayerCodec):
     mean, logits = tf.split(side, 2, axis=-1)
     return mean, tf.clip_by_value(logits, 0.0, SCALES_LEVELS - 1.0)
 
+  def _coded_parameters(self, z_hat, latent_hw):
+    """The means and scale indexes the coder uses: from the exact integer
+    hyper-synthesis (integer indexes) once prepared with it, so that every
+    machine selects the same tables; otherwise _entropy_parameters."""
+    if self._exact_side is None:
+      return self._entropy_parameters(z_hat, latent_hw)
+    side = self._exact_side(z_hat)[:, :latent_hw[0], :latent_hw[1]]
+    mean, logits = tf.split(side, 2, axis=-1)
+    return mean, tf.clip_by_value(tf.round(logits), 0.0, SCALES_LEVELS - 1.0)
+
   def call(self, x, training=False, rounded=False):
     """Codes ``x``: additive noise when training, hard quantization otherwise
     (then y's bits are those of the coder's rounded scale indexes);
@@ -218,6 +235,7 @@ class MeanScaleCodec(LayerCodec):
             LayerCodec.quantize(self, z), tf.shape(y)[1:3])
         y_hat = straight_through(y, tf.round(y - decoded_mean) + decoded_mean)
     else:
+      mean, index = self._coded_parameters(z_hat, tf.shape(y)[1:3])
       y_hat = tf.round(y - mean) + mean
       _, y_bits = gaussian_model()(y, tf.round(index), loc=mean,
                                    training=False)
@@ -229,13 +247,15 @@ class MeanScaleCodec(LayerCodec):
     coder quantizes it."""
     z = self.hyper_analysis(y)
     z_hat, z_bits = self._entropy_model(training)(z, training=training)
-    mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
+    parameters = (self._entropy_parameters if training
+                  else self._coded_parameters)
+    mean, index = parameters(z_hat, tf.shape(y)[1:3])
     return mean, index, z_bits
 
   def quantize(self, y):
     """Inference-mode quantization; identical to decompress(compress(y))."""
     z_hat = super().quantize(self.hyper_analysis(y))
-    mean, _ = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
+    mean, _ = self._coded_parameters(z_hat, tf.shape(y)[1:3])
     return tf.round(y - mean) + mean
 
   def prepare_for_coding(self, tables=None):
@@ -253,11 +273,26 @@ class MeanScaleCodec(LayerCodec):
     # Gaussian's (scale indexes, offset by z's channel count).
     self._tables = rangecode.Tables(
         np.concatenate([self.coder.cdf.numpy(), self._gaussian_tables[0]]))
+    side_keys = exact.table_keys(self.hyper_synthesis, SIDE_PREFIX)
+    if tables is None:
+      self._side_tables = exact.integer_tables(self.hyper_synthesis,
+                                               SIDE_PREFIX)
+    elif all(key in tables for key in side_keys):
+      self._side_tables = {key: np.asarray(tables[key]) for key in side_keys}
+    else:  # stored before sae.exact: coded with the float transform
+      self._side_tables = {}
+    self._exact_side = (exact.ExactTransform(
+        self.hyper_synthesis, self._side_tables, SIDE_PREFIX)
+                        if self._side_tables else None)
+    # The weights id covers the integer weights too (LayerCodec.tables_digest).
+    self.table_keys = (MeanScaleCodec.table_keys +
+                       tuple(sorted(self._side_tables)))
 
   def coding_tables(self) -> dict:
     tables = super().coding_tables()
     cdf, offset = self._gaussian_tables
-    return dict(tables, gaussian_cdf=cdf, gaussian_cdf_offset=offset)
+    return dict(tables, gaussian_cdf=cdf, gaussian_cdf_offset=offset,
+                **self._side_tables)
 
   def compress_latent(self, y):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
@@ -282,7 +317,7 @@ class MeanScaleCodec(LayerCodec):
     z = self.hyper_analysis(y)
     z_symbols = self._prior_symbols(z)
     z_hat = self._prior_values(z_symbols, tf.shape(z)[1:3])
-    mean, index = self._entropy_parameters(z_hat, tf.shape(y)[1:3])
+    mean, index = self._coded_parameters(z_hat, tf.shape(y)[1:3])
     rows = gaussian_rows(index_at_step(index, step))
     y_rounded = tf.round((y - mean) / step)
     y_symbols = tf.reshape(tf.cast(y_rounded, tf.int32), [1, -1])
@@ -319,7 +354,7 @@ class MeanScaleCodec(LayerCodec):
     handle, z_symbols = rangecode.decode_part(
         self._tables, handle, self._symbol_rows(num_z))
     z_hat = self._prior_values(z_symbols, z_hw)
-    mean, index = self._entropy_parameters(z_hat, latent_hw)
+    mean, index = self._coded_parameters(z_hat, latent_hw)
     rows = gaussian_rows(index_at_step(index, step))
     handle, y_symbols = rangecode.decode_part(
         self._tables, handle, rows + self.prior_channels)
