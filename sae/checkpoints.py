@@ -335,6 +335,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
       codec.prepare_for_coding(read_tables(src, k))
     except ValueError as e:  # tables of another layer kind, or damaged
       raise InputError(f"{src}: {e}") from None
+    codec.make_portable()  # what ships decodes on every machine (sae.exact)
     save_tables(codec, dst, k)
     state = read_state(src, k)
     state.pop("weights_id", None)  # older versions' id; the manifest has it

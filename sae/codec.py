@@ -148,8 +148,11 @@ def check_ids(model, expect_ids, root=None) -> None:
 def _shipped_weights_with(k, weights_id):
   """The shipped weights folder whose layer k has ``weights_id``, or None."""
   from sae import checkpoints
-  for manifest in sorted(checkpoints.DEFAULT_WEIGHTS.parent.glob(
-      "*/manifest.json")):
+  shipped = checkpoints.DEFAULT_WEIGHTS.parent
+  # weights/legacy/ keeps folders whose streams predate a re-shipping (the
+  # float hyper-synthesis of sae-nested 1ba8bfab, docs/portable-streams.md).
+  for manifest in (sorted(shipped.glob("*/manifest.json")) +
+                   sorted(shipped.glob("legacy/*/manifest.json"))):
     try:
       layers = json.loads(manifest.read_text())["layers"]
       if len(layers) > k and layers[k]["weights_id"] == weights_id:

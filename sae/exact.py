@@ -81,13 +81,20 @@ class ExactTransform:
   """``transform``'s geometry with the stored integer weights: float32 in,
   float32 out (multiples of 2^-ACTIVATION_BITS), bit-identical everywhere.
 
+  ``float_outputs``: the last layer's output channels that select no table
+  (a mean-scale model's means, which only move the reconstruction): they
+  are computed in float32 from the exact activations below them, at a
+  fifth of a float64 convolution's cost, and may differ across machines
+  by float rounding.
+
   Raises:
     ValueError: the tables do not fit the transform, or a layer's partial
       sums could leave float64's exact integers.
   """
 
-  def __init__(self, transform, tables, prefix):
+  def __init__(self, transform, tables, prefix, float_outputs=None):
     self._layers = []
+    last = len(transform.layers) - 1
     for i, layer in enumerate(transform.layers):
       kernel = np.asarray(tables[f"{prefix}_kernel_{i}"], np.int64)
       bias = np.asarray(tables[f"{prefix}_bias_{i}"], np.int64)
@@ -101,13 +108,20 @@ class ExactTransform:
       if (fan_in * ACTIVATION_LIMIT + np.abs(bias)).max() >= EXACT_BOUND:
         raise ValueError(f"{prefix} layer {i}: integer weights too large for "
                          "exact float64 sums")
-      geometry = tfc.SignalConv2D(
-          layer.filters, layer.kernel_support, corr=layer.corr,
-          strides_down=layer.strides_down, strides_up=layer.strides_up,
-          padding=layer.padding, use_bias=True, dtype=tf.float64,
-          kernel_parameter=tf.constant(kernel, tf.float64),
-          bias_parameter=tf.constant(bias, tf.float64))
-      self._layers.append((geometry, _activation_kind(layer)))
+      exact_out = np.arange(layer.filters)
+      if i == last and float_outputs is not None:
+        exact_out = np.setdiff1d(exact_out, np.arange(layer.filters)[
+            float_outputs])
+        rest = np.arange(layer.filters)[float_outputs]
+        self._float_head = (_geometry(
+            layer, kernel[..., rest] * 2.0 ** -WEIGHT_BITS,
+            bias[rest] * 2.0 ** -(WEIGHT_BITS + ACTIVATION_BITS), tf.float32),
+                            rest, exact_out)
+      self._layers.append((_geometry(layer, kernel[..., exact_out],
+                                     bias[exact_out], tf.float64),
+                           _activation_kind(layer)))
+    if float_outputs is None:
+      self._float_head = None
 
   def __call__(self, x):
     with tf.device("/CPU:0"):
@@ -115,7 +129,9 @@ class ExactTransform:
       # two is exact, and so is the rounding.
       a = tf.round(tf.cast(x, tf.float64) * 2.0 ** ACTIVATION_BITS)
       a = tf.clip_by_value(a, -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
-      for geometry, activation in self._layers:
+      for i, (geometry, activation) in enumerate(self._layers):
+        if i == len(self._layers) - 1 and self._float_head is not None:
+          below = tf.cast(a * 2.0 ** -ACTIVATION_BITS, tf.float32)
         acc = tf.cast(geometry(a), tf.int64)  # exact: an integer below 2^53
         if activation == "relu":
           acc = tf.maximum(acc, 0)
@@ -125,4 +141,21 @@ class ExactTransform:
         acc = tf.math.floordiv(acc + 2 ** (WEIGHT_BITS - 1), 2 ** WEIGHT_BITS)
         a = tf.clip_by_value(tf.cast(acc, tf.float64),
                              -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
-      return tf.cast(a * 2.0 ** -ACTIVATION_BITS, tf.float32)
+      out = tf.cast(a * 2.0 ** -ACTIVATION_BITS, tf.float32)
+      if self._float_head is None:
+        return out
+      head, rest, exact_out = self._float_head
+      # Both parts back in the transform's channel order.
+      order = np.argsort(np.concatenate([exact_out, rest]))
+      return tf.gather(tf.concat([out, head(below)], -1), order, axis=-1)
+
+
+def _geometry(layer, kernel, bias, dtype):
+  """A convolution of ``layer``'s geometry with these weights, no
+  activation."""
+  return tfc.SignalConv2D(
+      kernel.shape[-1], layer.kernel_support, corr=layer.corr,
+      strides_down=layer.strides_down, strides_up=layer.strides_up,
+      padding=layer.padding, use_bias=True, dtype=dtype,
+      kernel_parameter=tf.constant(kernel, dtype),
+      bias_parameter=tf.constant(bias, dtype))

@@ -38,6 +38,12 @@ class CodecDigests:
       h.update(np.ascontiguousarray(v.numpy()).tobytes())
     return h.hexdigest()
 
+  def make_portable(self) -> None:
+    """Makes every choice of a coding table reproducible on any machine,
+    for tables stored before sae.exact (a new weights id).  A factorized
+    prior's or a trit layer's tables depend on nothing computed per image:
+    nothing to do; sae.meanscale overrides it."""
+
   def tables_digest(self) -> str:
     """SHA-256 of the range coding tables ('' before prepare_for_coding)."""
     if not self.is_prepared:

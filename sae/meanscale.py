@@ -281,12 +281,20 @@ class MeanScaleCodec(LayerCodec):
       self._side_tables = {key: np.asarray(tables[key]) for key in side_keys}
     else:  # stored before sae.exact: coded with the float transform
       self._side_tables = {}
+    # The means select no table (they move the reconstruction only): float.
     self._exact_side = (exact.ExactTransform(
-        self.hyper_synthesis, self._side_tables, SIDE_PREFIX)
+        self.hyper_synthesis, self._side_tables, SIDE_PREFIX,
+        float_outputs=slice(0, self.spec.latent_channels))
                         if self._side_tables else None)
     # The weights id covers the integer weights too (LayerCodec.tables_digest).
     self.table_keys = (MeanScaleCodec.table_keys +
                        tuple(sorted(self._side_tables)))
+
+  def make_portable(self) -> None:
+    """Adds the exact hyper-synthesis to tables stored before it."""
+    if self._exact_side is None:
+      self.prepare_for_coding(dict(self.coding_tables(), **exact.integer_tables(
+          self.hyper_synthesis, SIDE_PREFIX)))
 
   def coding_tables(self) -> dict:
     tables = super().coding_tables()

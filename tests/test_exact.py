@@ -197,3 +197,19 @@ def test_other_kernel_options_and_one_thread_decode_the_same_symbols(tmp_path):
   np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), want)
   pixels = model.decompress(strings, shape).numpy().astype(int)
   assert np.abs(np.load(tmp_path / "x.npy").astype(int) - pixels).max() <= 1
+
+
+def test_streams_of_the_float_weights_are_sent_to_the_legacy_folder():
+  """weights/sae-nested was re-shipped with the exact path (a new id);
+  its streams before that name the folder that keeps the float path."""
+  from sae import bitstream, codec
+  from sae.errors import InputError
+  legacy = checkpoints.load_model(
+      os.path.join(ROOT, "weights/legacy/sae-nested-1ba8bfab"))
+  assert legacy.weights_ids()[-1].hex() == "1ba8bfab"
+  assert legacy.codecs[0]._exact_side is None
+  current = checkpoints.load_model(os.path.join(ROOT, "weights/sae-nested"))
+  assert current.codecs[0]._exact_side is not None
+  data = bitstream.pack(24, 40, [b"\x00\x01"] * 4, legacy.weights_ids())
+  with pytest.raises(InputError, match="weights/legacy/sae-nested-1ba8bfab"):
+    codec.decode(current, data)
