@@ -33,7 +33,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # in TensorFlow (seconds) or anything else the caller may not need.
 
 __all__ = ["load", "encode", "decode", "truncate", "info",
-           "decode_progressively"]
+           "decode_progressively", "register_pillow"]
 
 
 def load(weights=None):
@@ -186,6 +186,24 @@ def decode_progressively(pieces, weights=None, max_pixels=None):
   from sae import progressive
   for step in progressive.decode_progressively(model, pieces, max_pixels):
     yield step.layers, step.image
+
+
+def register_pillow(weights=None, layers=None) -> None:
+  """Lets Pillow open and save ``.sae`` files (``import sae.pillow_plugin``
+  does the same with the defaults).
+
+  ``Image.open`` takes no options, so these are the plugin's defaults for
+  every file opened afterwards (``im.weights`` and ``im.decode_layers``
+  change them for one image before it loads).
+
+  Args:
+    weights: the folder ``Image.open`` decodes and ``Image.save`` codes
+      with (default: the shipped ``weights/mse``).
+    layers: how many layers ``Image.open`` decodes at most (default: all
+      the stream has).
+  """
+  from sae import pillow_plugin
+  pillow_plugin.register(weights=weights, layers=layers)
 
 
 def _count(layers) -> int:
