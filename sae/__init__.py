@@ -250,7 +250,7 @@ def _rgb_array(image):
     source = getattr(image, "filename", None) or "image"
     try:
       return images.to_rgb(image, source, stacklevel=4)
-    except (OSError, ValueError) as e:  # a lazily read, damaged file; mode F
+    except (OSError, ValueError) as e:  # a lazily read, damaged file
       raise InputError(f"cannot code this {image.mode} image: {e}") from None
   if isinstance(image, np.ndarray):
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
