@@ -184,6 +184,19 @@ def read_header(data: bytes) -> Header:
   return Header(version, layers, height, width)
 
 
+def read_chunk_head(data: bytes, pos: int = 0):
+  """(payload length, weights id) of the chunk starting at ``pos``, or None
+  while its CHUNK_HEADER_BYTES are not all in ``data``.
+
+  Unverified (the CRC covers the payload too): for walking a file's layers
+  without reading their payloads, as the Pillow plugin does at open time.
+  """
+  if len(data) - pos < _CHUNK.size:
+    return None
+  length, wid, _ = _CHUNK.unpack_from(data, pos)
+  return length, wid
+
+
 def read_chunk(data: bytes, pos: int, header: Header, index: int):
   """The chunk of layer ``index`` starting at ``pos`` -> (payload, weights
   id, end), or None while the chunk is not complete in ``data``.

@@ -38,19 +38,27 @@ def load_image(path) -> np.ndarray:
   try:
     with Image.open(path) as img:
       img.load()
-      img = ImageOps.exif_transpose(img)
-      if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, np.float64)
-        scale = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.round(arr / scale * 255).astype(np.uint8))
-      if "A" in img.getbands() or img.info.get("transparency") is not None:
-        warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
-      rgb = np.asarray(img.convert("RGB"), np.uint8)
+      rgb = to_rgb(ImageOps.exif_transpose(img), path, stacklevel=3)
   except FileNotFoundError:
     raise InputError(f"input {str(path)!r} does not exist") from None
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise InputError(f"cannot read image {str(path)!r}: {e}") from None
   return rgb
+
+
+def to_rgb(img: Image.Image, source="image", stacklevel=2) -> np.ndarray:
+  """A Pillow image's pixels as they are, as uint8 HxWx3 RGB.
+
+  Grayscale, palette and 16-bit images are converted (16-bit ones scaled,
+  not clipped); alpha is dropped with a warning that names ``source``.
+  """
+  if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    arr = np.asarray(img, np.float64)
+    scale = 65535.0 if arr.max() > 255 else 255.0
+    img = Image.fromarray(np.round(arr / scale * 255).astype(np.uint8))
+  if "A" in img.getbands() or img.info.get("transparency") is not None:
+    warnings.warn(f"{source}: alpha channel dropped", stacklevel=stacklevel)
+  return np.asarray(img.convert("RGB"), np.uint8)
 
 
 def save_png(array: np.ndarray, path) -> None:

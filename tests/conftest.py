@@ -29,7 +29,8 @@ def _sources_key() -> str:
   sources = [p for p in sorted(ROOT.glob("sae/*.py"))
              if p.name not in ("commands.py", "export.py", "__main__.py",
                                "folders.py", "beam.py", "serve.py",
-                               "progressive.py", "codec.py", "rangecode.py")]
+                               "progressive.py", "codec.py", "rangecode.py",
+                               "pillow_plugin.py")]
   for path in sources + [pathlib.Path(__file__)]:
     h.update(path.name.encode())
     h.update(path.read_bytes())
