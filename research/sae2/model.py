@@ -76,9 +76,10 @@ def hyper_synthesis_transform():
   ], name="hyper_synthesis")
 
 
-def gaussian_model(**kwargs):
+def gaussian_model(coding_rank=3, **kwargs):
   return tfc.LocationScaleIndexedEntropyModel(
-      tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3, **kwargs)
+      tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=coding_rank,
+      **kwargs)
 
 
 class WideModel(tf.Module):
