@@ -27,8 +27,7 @@ def test_onednn_default_respects_the_environment(setting, enabled):
 
 
 @pytest.mark.parametrize("script", ["benchmarks/train_speed.py",
-                                    "benchmarks/reference_speed.py",
-                                    "benchmarks/layer_decode_cost.py"])
+                                    "benchmarks/reference_speed.py"])
 def test_benchmarks_get_the_default(script):
   # A script that imports tensorflow before sae runs without oneDNN
   # (0.87 against 0.58 s per el2 training step here).
