@@ -21,18 +21,17 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import data, train_steps  # noqa: E402
-from sae.config import FAMILIES, ModelConfig, get_preset, layer_name  # noqa: E402
-from sae.families import build_model  # noqa: E402
+from sae import data, families, train_steps  # noqa: E402
+from sae.config import ModelConfig, layer_name  # noqa: E402
 
 
 def measure(k, args):
   """(median seconds per step, share of the time spent waiting for data)
   of training layer ``k`` (None: the joint phase of every layer)."""
-  preset = get_preset("paper", args.metric, args.family)
+  preset = families.get(args.family).preset("paper", args.metric)
   layers = preset.layers if k is None else preset.layers[:k + 1]
-  model = build_model(ModelConfig(layers, preset="paper", metric=args.metric,
-                                  family=args.family))
+  model = families.build_model(ModelConfig(
+      layers, preset="paper", metric=args.metric, family=args.family))
   if k is None:
     model.prepare_for_coding()
     variables = model.set_trainable_layers(range(model.num_layers))
@@ -82,7 +81,7 @@ def main(argv=None):
   p.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
                  help="distortion of the loss (its cost is part of a step)")
   p.add_argument("--jit", action="store_true", help="XLA jit_compile")
-  p.add_argument("--family", choices=tuple(FAMILIES), default="sae",
+  p.add_argument("--family", choices=tuple(families.FAMILIES), default="sae",
                  help="model family of the layer table")
   p.add_argument("--joint", action="store_true",
                  help="also the joint phase's step (every layer, train_joint.py)")

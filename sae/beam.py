@@ -26,9 +26,9 @@ import pathlib
 import posixpath
 import sys
 
-from sae.errors import InputError
+from sae.errors import InputError, require_extra
 
-try:  # an optional dependency: the command says how to install it
+try:  # the beam extra: _require_beam says how to install it
   import apache_beam as beam
 except ImportError:
   beam = None
@@ -38,9 +38,7 @@ RESULTS_FILE = "results.json"
 
 
 def _require_beam() -> None:
-  if beam is None:
-    raise InputError("apache_beam is not installed: pip install "
-                     "apache-beam==2.60.0 (requirements.txt)")
+  require_extra("beam", "apache_beam")
 
 
 def _stem(path) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from sae import families
 from sae.config import (DEFAULT_NUM_LAYERS, JOINT_FOLDER, ModelConfig,
                         layer_name)
 from sae.errors import InputError
@@ -103,7 +104,7 @@ def read_config(root) -> ModelConfig:
   if not path.is_file():
     raise InputError(f"{str(root)!r} is not a weights folder (no {CONFIG_FILE})")
   try:
-    return ModelConfig.from_json(path.read_text())
+    return families.checked(ModelConfig.from_json(path.read_text()))
   except (ValueError, KeyError, TypeError) as e:
     raise InputError(f"{path} is not a valid layer table: {e}") from None
 
@@ -152,7 +153,7 @@ LAYER_FILES = ("weights.index", "weights.data-00000-of-00001", "state.json",
                "log.csv", "val.csv")
 
 
-def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
+def copy_layers(src, dst, num_layers=None, before_rename=None,
                 joint_record=True):
   """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
   into a new folder ``dst``: weights, state.json and curves, not the
@@ -161,40 +162,28 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
   ``dst``, then renamed, so an interrupted copy leaves nothing.
 
   Args:
-    family: record this family instead, if its layers so far are the same
-      kinds (sae-plus's base under sae-plus-hyper's el1).
     before_rename: called with the folder being built, to add to it.
     joint_record: False for a new joint phase, which writes its own.
 
   Raises:
-    InputError: ``dst`` exists, ``src`` has fewer layers, or the family's
-      layers are of other kinds.
+    InputError: ``dst`` exists or ``src`` has fewer layers.
   """
-  import dataclasses
-  from sae.config import FAMILIES
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   if dst.exists():
     raise InputError(f"{dst} exists; name a new folder")
-  config = source_config = read_config(src)
+  config = read_config(src)
   have = available_layers(src)
   num_layers = have if num_layers is None else num_layers
   if not 1 <= num_layers <= have:
     raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
   config = config.prefix(num_layers)
-  if family is not None:
-    kinds = [spec.kind for spec in config.layers]
-    if family not in FAMILIES or list(FAMILIES[family][:num_layers]) != kinds:
-      raise InputError(f"{src}'s layers are {', '.join(kinds)}; family "
-                       f"{family} does not start with them")
-    config = dataclasses.replace(config, family=family)
   building = dst.parent / f".{dst.name}.building"
   shutil.rmtree(building, ignore_errors=True)  # from a killed copy
   try:
     write_config(building, config)
     for k in range(num_layers):
       copy_files(layer_dir(src, k), layer_dir(building, k), LAYER_FILES)
-    if joint_record and _joint_record_describes(src, source_config,
-                                                num_layers, family):
+    if joint_record and _joint_record_describes(src, num_layers):
       copy_files(src / JOINT_FOLDER, building / JOINT_FOLDER,
                  JOINT_RECORD_FILES)
     if before_rename is not None:
@@ -205,13 +194,12 @@ def copy_layers(src, dst, num_layers=None, family=None, before_rename=None,
   building.rename(dst)
 
 
-def _joint_record_describes(src, src_config, num_layers, family) -> bool:
+def _joint_record_describes(src, num_layers) -> bool:
   """Whether src's joint fine-tuning record holds for a copy of its first
-  num_layers layers: a finished phase over exactly those layers, in the
-  same family (its losses and validations are of those layers)."""
+  num_layers layers: a finished phase over exactly those layers (its
+  losses and validations are of those layers)."""
   record = read_record(pathlib.Path(src) / JOINT_FOLDER)
   return (bool(record.get("finished")) and
-          family in (None, src_config.family) and
           len(record.get("layer_weights", ())) == num_layers)
 
 
@@ -257,7 +245,6 @@ def load_model(root=None, num_layers=None, prepare=True):
     The family's model (sae.families.build_model), tables built, weights
     restored.
   """
-  from sae.families import build_model  # models import losses/metrics
   root = pathlib.Path(root) if root is not None else DEFAULT_WEIGHTS
   config = read_config(root)
   have = available_layers(root)
@@ -272,7 +259,7 @@ def load_model(root=None, num_layers=None, prepare=True):
         f"needed: train {layer_name(have)} first")
   if num_layers < 1:
     raise InputError(f"--layers must be at least 1, got {num_layers}")
-  model = build_model(config.prefix(num_layers))
+  model = families.build_model(config.prefix(num_layers))
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, root, k)
   if prepare:
@@ -314,7 +301,6 @@ def ship_weights(src, dst, num_layers=None, note=None) -> dict:
 
 def _ship_into(src, dst, num_layers, note) -> dict:
   """ship_weights' work, into a new folder ``dst``."""
-  from sae.families import build_model
   config = read_config(src)
   have = available_layers(src)
   if num_layers is None:  # the finished layers: never one still training
@@ -326,7 +312,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
     raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
   config = config.prefix(num_layers)
   write_config(dst, config)
-  model = build_model(config)
+  model = families.build_model(config)
   layers = []
   for k, codec in enumerate(model.codecs):
     restore_weights(codec, src, k)

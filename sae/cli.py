@@ -9,8 +9,8 @@ import os
 import sys
 import warnings
 
-from sae import kodak
-from sae.config import FAMILIES, layer_name
+from sae import families, kodak
+from sae.config import DEFAULT_FAMILY, layer_name
 from sae.errors import InputError
 
 DEFAULT_CORPUS = "corpus/clic2018"
@@ -93,12 +93,9 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="distortion of the total reconstruction in the loss")
   p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                  help="layer table: the paper's, or a tiny one for tests")
-  p.add_argument("--family", choices=tuple(FAMILIES), default=None,
-                 help="model family: sae, the paper's cascade of factorized-"
-                 "prior auto-encoders; sae-plus, a mean-scale hyperprior base "
-                 "under the same enhancement layers; sae-plus-hyper, a "
-                 "mean-scale hyperprior in every layer (default: what "
-                 "--checkpoint-dir holds, else sae)")
+  p.add_argument("--family", choices=tuple(families.FAMILIES), default=None,
+                 help=f"{families.help_text()} (default: what "
+                 f"--checkpoint-dir holds, else {DEFAULT_FAMILY})")
   p.add_argument("--lower-cache", choices=("auto", "on", "off"), default="auto",
                  help="enhancement layers: code whole training images with the "
                  "frozen layers once and train on crops of their residuals "

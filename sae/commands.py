@@ -22,7 +22,7 @@ import warnings
 
 from sae import bitstream, folders
 from sae.cli import Parser, guarded, quiet_tensorflow
-from sae.errors import InputError
+from sae.errors import InputError, require_extra
 from sae.fileio import atomic_write, check_output
 from sae.folders import STREAM_SUFFIX
 from sae.images import IMAGE_SUFFIXES
@@ -391,7 +391,7 @@ def _beam_parser(subparsers) -> None:
 
 
 def beam(args) -> int:
-  from sae import beam as pipeline
+  from sae import beam as pipeline  # refuses in one line without the extra
   return pipeline.run(args, args.pipeline_args)
 
 
@@ -420,6 +420,7 @@ def _serve_parser(subparsers) -> None:
 
 
 def serve(args) -> int:
+  require_extra("serve", "starlette", "uvicorn")
   from sae import serve as server
   return server.run(args)
 

@@ -88,23 +88,6 @@ PAPER_MS_SSIM_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(48, 144, 130.0, 0.5),
 )
 
-# The nested family (sae.nested): one latent every layer refines, at
-# steps 3x apart, so each layer sends one trit per element.  The base
-# trains the latent for every step at once with the layers' lambdas (the
-# faithful model's); each enhancement layer then trains a synthesis of its
-# own for its step.  Width: 64 filters, 128 latent channels (one
-# synthesis decodes any prefix, so it may cost what the cascade's four do;
-# docs/sae-plus-probes.md, "The nested family").
-NESTED_STEPS = (27.0, 9.0, 3.0, 1.0)
-# The base at 5e-4: at 1e-3 its loss blew up twice in the first 3,500
-# steps (PSNR to 2-4 dB, docs/sae-plus-probes.md).  An enhancement layer
-# fine-tunes a copy of the synthesis below it: at 1e-4, as its probe.
-NESTED_LAYERS: tuple[LayerSpec, ...] = tuple(
-    LayerSpec(64, 128, spec.lmbda, spec.paper_lambda,
-              learning_rate=5e-4 if k == 0 else 1e-4,
-              kind="meanscale" if k == 0 else "nested", step=step)
-    for k, (spec, step) in enumerate(zip(PAPER_LAYERS, NESTED_STEPS)))
-
 # A few filters: for tests and smoke runs only.
 TINY_LAYERS: tuple[LayerSpec, ...] = (
     LayerSpec(8, 8, 0.001, 3000),
@@ -116,27 +99,9 @@ TINY_LAYERS: tuple[LayerSpec, ...] = (
 
 DEFAULT_NUM_LAYERS = 4
 
-# Model families: the layer kinds, base first.  "sae" is the paper's cascade;
-# "sae-plus" gives the base a mean-scale hyperprior and keeps the cascade's
-# enhancement layers, the design the probes chose (docs/sae-plus-probes.md);
-# "sae-plus-hyper" gives every layer one (probe e), which won the el1 gate
-# and is the SAE+ model being trained.
-FAMILIES = {
-    "sae": ("factorized",) * len(LAYER_NAMES),
-    "sae-plus": ("meanscale",) + ("factorized",) * (len(LAYER_NAMES) - 1),
-    "sae-plus-hyper": ("meanscale",) * len(LAYER_NAMES),
-    "sae-nested": ("meanscale",) + ("nested",) * (len(NESTED_STEPS) - 1),
-}
+# A config.json without a family is the paper's cascade (written before
+# families existed); sae.families lists them all.
 DEFAULT_FAMILY = "sae"
-# What results files and reports call a family's model.
-FAMILY_DESCRIPTIONS = {
-    "sae": "SAE (Jia et al. MIPR 2019)",
-    "sae-plus": "SAE+ (a mean-scale hyperprior base under the paper's "
-                "enhancement layers)",
-    "sae-plus-hyper": "SAE+ (a mean-scale hyperprior in every layer)",
-    "sae-nested": "SAE+ nested (one mean-scale latent, refined in trits "
-                  "by every layer)",
-}
 
 
 def layers_label(k: int) -> str:
@@ -145,7 +110,7 @@ def layers_label(k: int) -> str:
 
 
 def model_name(family: str, metric: str) -> str:
-  """The default name of a model in results: sae-mse, sae-plus, .."""
+  """The default name of a model in results: sae-mse, sae-nested, .."""
   if family == DEFAULT_FAMILY:
     return f"sae-{metric}"
   return family if metric == "mse" else f"{family}-{metric}"
@@ -161,14 +126,11 @@ class Preset:
   batch_size: int
 
 
-def get_preset(name: str, metric: str = "mse",
-               family: str = DEFAULT_FAMILY) -> Preset:
-  """Returns the named preset ("paper" or "tiny") for ``metric`` and
-  ``family`` (whose layer kinds it takes; sizes and lambdas are shared)."""
+def get_preset(name: str, metric: str = "mse") -> Preset:
+  """Returns the named preset ("paper" or "tiny") of the paper's cascade
+  for ``metric`` (a family's own: sae.families.Family.preset)."""
   if metric not in ("mse", "ms-ssim"):
     raise ValueError(f"metric must be 'mse' or 'ms-ssim', got {metric!r}")
-  if family not in FAMILIES:
-    raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
   if name == "paper":
     layers = PAPER_LAYERS if metric == "mse" else PAPER_MS_SSIM_LAYERS
     patch_size, batch_size = 256, 8
@@ -179,14 +141,6 @@ def get_preset(name: str, metric: str = "mse",
     patch_size, batch_size = 64, 2
   else:
     raise ValueError(f"preset must be 'paper' or 'tiny', got {name!r}")
-  if family == "sae-nested":
-    if metric != "mse":
-      raise ValueError("the sae-nested family has an MSE preset only")
-    layers = NESTED_LAYERS if name == "paper" else tuple(
-        dataclasses.replace(s, conv_filters=8, latent_channels=16)
-        for s in NESTED_LAYERS)
-  layers = tuple(dataclasses.replace(s, kind=kind)
-                 for s, kind in zip(layers, FAMILIES[family]))
   return Preset(name, layers, patch_size, batch_size)
 
 
@@ -207,22 +161,12 @@ class ModelConfig:
 
   @classmethod
   def from_json(cls, text: str) -> "ModelConfig":
-    """Parses config.json (written before families: the paper's model).
-
-    Raises:
-      ValueError: an unknown family or layer kind.
-    """
+    """Parses config.json (written before families: the paper's model);
+    sae.families.checked checks its family and layer kinds."""
     d = json.loads(text)
-    config = cls(tuple(LayerSpec.from_dict(s) for s in d["layers"]),
-                 d.get("metric", "mse"), d.get("preset", "paper"),
-                 d.get("family", DEFAULT_FAMILY))
-    if config.family not in FAMILIES:
-      raise ValueError(f"unknown family {config.family!r}")
-    for i, (s, kind) in enumerate(zip(config.layers, FAMILIES[config.family])):
-      if s.kind != kind:
-        raise ValueError(f"{layer_name(i)} is a {s.kind!r} layer; the "
-                         f"{config.family} family's is {kind!r}")
-    return config
+    return cls(tuple(LayerSpec.from_dict(s) for s in d["layers"]),
+               d.get("metric", "mse"), d.get("preset", "paper"),
+               d.get("family", DEFAULT_FAMILY))
 
   def prefix(self, num_layers: int) -> "ModelConfig":
     return dataclasses.replace(self, layers=tuple(self.layers[:num_layers]))

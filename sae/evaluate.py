@@ -12,8 +12,8 @@ import time
 import numpy as np
 import tqdm
 
-from sae import checkpoints, codec, kodak, results
-from sae.config import FAMILY_DESCRIPTIONS, layers_label, model_name
+from sae import checkpoints, codec, families, kodak, results
+from sae.config import layers_label, model_name
 from sae.images import load_image, save_png
 from sae.fileio import check_output, write_json
 
@@ -73,8 +73,8 @@ def model_summary(model, weights, per_image, folder_name, name=None) -> dict:
   layers = [layers_label(k) for k in range(num_layers)]
   summary = results.summarize(
       name or model_name(config.family, config.metric),
-      f"{FAMILY_DESCRIPTIONS[config.family]} {config.metric} model, weights "
-      f"{shown}; {len(per_image)} images from "
+      f"{families.get(config.family).description} {config.metric} model, "
+      f"weights {shown}; {len(per_image)} images from "
       f"{folder_name}; bpp = 8*file bytes/(H*W)", layers, per_image)
   summary["metric"] = config.metric
   summary["weights_ids"] = [i.hex() for i in model.weights_ids()[:num_layers]]

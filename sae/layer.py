@@ -63,12 +63,9 @@ class LayerCodec(CodecDigests, tf.keras.Model):
   coding tables once the layer is trained; before that ``compress`` raises.
   """
 
-  def __init__(self, spec: LayerSpec, name: str, residual: bool = False):
-    """``residual``: the layer codes what the layers below left (an
-    enhancement layer), which may start otherwise (sae.meanscale)."""
+  def __init__(self, spec: LayerSpec, name: str):
     super().__init__(name=name)
     self.spec = spec
-    self.residual = residual
     self.analysis = AnalysisTransform(spec)
     self.synthesis = SynthesisTransform(spec)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.prior_channels,))

@@ -37,14 +37,6 @@ SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
 _LOG_SCALE_STEP = (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
 # z is y downsampled twice by 2.
 HYPER_STRIDE = 4
-# Where a residual layer's scales start.  A zero-initialized hyper-synthesis
-# puts them at the grid's floor, where sending nothing is free and any
-# information dear: sae-plus-hyper's el1 sent almost nothing for 7,000
-# steps.  Started at 1, a probe's el1 passed that run's 10,000-step
-# validation loss after 3,000 (docs/sae-plus-probes.md, "The collapse").  The
-# base, which codes the image itself, trained well from the floor and
-# keeps that start.
-RESIDUAL_INITIAL_SCALE = 1.0
 
 
 def scale_fn(index):
@@ -69,30 +61,6 @@ def index_at_step(index, step):
                             0.0, SCALES_LEVELS - 1.0)
   return tf.clip_by_value(index - tf.math.log(step) / _LOG_SCALE_STEP,
                           0.0, SCALES_LEVELS - 1.0)
-
-
-def bin_means(symbols, sigma):
-  """E[u | round(u) = q] for u ~ N(0, sigma), per symbol q: the mean of
-  each symbol's bin [q - 1/2, q + 1/2] under its Gaussian, the value that
-  minimizes the latent's expected squared error (DPICT, Lee et al., CVPR
-  2022, reconstructs partially refined latents so).  0 stays 0; others
-  move towards 0, most where the bin is wide against sigma.  float32, in
-  steps, as ``symbols``."""
-  q = tf.cast(symbols, tf.float64)
-  s = tf.maximum(tf.cast(sigma, tf.float64), 1e-6)
-  m = tf.abs(q)
-  a, b = (m - 0.5) / s, (m + 0.5) / s  # the bin's edges, in sigmas
-  # The bin's mass from the upper tail, precise far from the mean.
-  tail = lambda t: 0.5 * tf.math.erfc(t / np.sqrt(2.0))
-  density = lambda t: tf.exp(-0.5 * tf.square(t)) / np.sqrt(2.0 * np.pi)
-  mass = tail(a) - tail(b)
-  inside = s * (density(a) - density(b)) / tf.maximum(mass, 1e-300)
-  # Where the mass underflows (a bin tens of sigmas out) the density in the
-  # bin is an exponential from its inner edge, of mean sigma / a.
-  far = m - 0.5 + s / tf.maximum(a, 1e-6)
-  mean = tf.where(mass > 1e-280, inside, far)
-  mean = tf.where(m > 0, tf.clip_by_value(mean, m - 0.5, m + 0.5), 0.0)
-  return tf.cast(tf.sign(q) * mean, tf.float32)
 
 
 def gaussian_rows(index):
@@ -120,18 +88,13 @@ def hyper_analysis_transform(filters):
   ], name="hyper_analysis")
 
 
-def hyper_synthesis_transform(filters, latent_channels, initial_scale=None):
+def hyper_synthesis_transform(filters, latent_channels):
   """ẑ -> [means, scale logits] of y (2 x latent_channels).  The scales
-  start near ``initial_scale`` (None: at the grid's floor), the means at 0."""
-  bias = "zeros"
-  if initial_scale is not None:
-    bias = tf.keras.initializers.Constant(np.concatenate([
-        np.zeros(latent_channels, np.float32),
-        np.full(latent_channels, scale_index(initial_scale), np.float32)]))
+  start at the grid's floor, the means at 0."""
   return tf.keras.Sequential([
       conv(filters, 5, "layer_0", up=2, activation=tf.nn.leaky_relu),
       conv(filters, 5, "layer_1", up=2, activation=tf.nn.leaky_relu),
-      conv(2 * latent_channels, 3, "layer_2", bias_initializer=bias),
+      conv(2 * latent_channels, 3, "layer_2"),
   ], name="hyper_synthesis")
 
 
@@ -167,12 +130,11 @@ class MeanScaleCodec(LayerCodec):
 
   table_keys = TABLE_KEYS + GAUSSIAN_KEYS
 
-  def __init__(self, spec, name, residual=False):
-    super().__init__(spec, name, residual)
+  def __init__(self, spec, name):
+    super().__init__(spec, name)
     self.hyper_analysis = hyper_analysis_transform(spec.conv_filters)
     self.hyper_synthesis = hyper_synthesis_transform(
-        spec.conv_filters, spec.latent_channels,
-        RESIDUAL_INITIAL_SCALE if residual else None)
+        spec.conv_filters, spec.latent_channels)
     self.hyper_analysis.build((None, None, None, spec.latent_channels))
     self.hyper_synthesis.build((None, None, None, spec.conv_filters))
     self._gaussian_tables = None  # (cdf, cdf_offset) numpy, with the coder
@@ -306,17 +268,15 @@ class MeanScaleCodec(LayerCodec):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
     return self.encode_latent(y)[0]
 
-  def encode_latent(self, y, version=2, step=1.0, bin_mean=False):
+  def encode_latent(self, y, version=2, step=1.0):
     """As LayerCodec.encode_latent; the hyper transforms run once for both
     the string and the quantized latent.  ``step``: y is quantized at this
     step around its means instead of 1, with the same Gaussians (nested
-    quantization of one latent, sae.nested).  ``bin_mean``: the latent is
-    reconstructed at each bin's mean under its Gaussian (bin_means), not
-    at the bin's centre; the string is the same."""
+    quantization of one latent, sae.nested)."""
     if version != 2:
       return super().encode_latent(y, version)  # refused: version 2 only
     string, symbols, mean, index = self.encode_symbols(y, step)
-    return string, self._reconstruct(symbols, mean, index, step, bin_mean)
+    return string, symbols * step + mean
 
   def encode_symbols(self, y, step=1.0):
     """(1, h, w, C) latent -> ((1,) string, float symbols round((y - mean)
@@ -335,18 +295,12 @@ class MeanScaleCodec(LayerCodec):
         (y_symbols, rows + self.prior_channels)])
     return string, y_rounded, mean, index
 
-  def _reconstruct(self, symbols, mean, index, step, bin_mean):
-    """Symbols of (y - mean) / step -> the latent the decoder takes."""
-    if bin_mean:
-      symbols = bin_means(symbols, scale_fn(index) / step)
-    return symbols * step + mean
-
-  def decompress_latent(self, string, latent_hw, step=1.0, bin_mean=False):
+  def decompress_latent(self, string, latent_hw, step=1.0):
     """(1,) string and [h, w] -> (1, h, w, C) quantized latent, in time
-    bounded by the symbol counts whatever the string holds (``step`` and
-    ``bin_mean`` as in encode_latent)."""
+    bounded by the symbol counts whatever the string holds (``step`` as in
+    encode_latent)."""
     symbols, mean, index = self.decode_symbols(string, latent_hw, step)
-    return self._reconstruct(symbols, mean, index, step, bin_mean)
+    return symbols * step + mean
 
   def decode_symbols(self, string, latent_hw, step=1.0):
     """The inverse of encode_symbols: (1,) string and [h, w] -> (float

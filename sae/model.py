@@ -29,7 +29,7 @@ from sae.transforms import (BAND_LATENT_PIXELS, TOTAL_STRIDE, analyze_in_bands,
                             latent_shape, pad_to_stride, synthesize_in_bands)
 
 
-# The class of each layer kind (LayerSpec.kind; families: sae.config.FAMILIES).
+# The class of each layer kind (LayerSpec.kind; families: sae.families).
 CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec,
           "nested": RungCodec}
 
@@ -62,7 +62,7 @@ class ScalableAutoEncoder(tf.keras.Model):
       raise ValueError("specs must hold at least one layer")
     self.specs = tuple(specs)
     self.metric = metric
-    self.codecs = [CODECS[s.kind](s, name=layer_name(k), residual=k > 0)
+    self.codecs = [CODECS[s.kind](s, name=layer_name(k))
                    for k, s in enumerate(self.specs)]
     self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
     # Coding runs the transforms on bands of this many latent pixels, so

@@ -11,7 +11,7 @@ The base's payload is z and q_0 (sae.meanscale); layer k's is the trits of
 q_k, coded with the Gaussians restricted to their parent bins (sae.trits).
 A prefix of any length decodes by one synthesis: the base's for the base,
 layer k's own (sae.rung) above it.  The idea is DPICT's (Lee et al., CVPR
-2022); the probes that chose it are in docs/sae-plus-probes.md.
+2022); docs/models.md tells how the probes chose it.
 
 Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
 
@@ -22,7 +22,7 @@ Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
   latent the decoder has at the base's step (hard-quantized), so that the
   base decodes with a synthesis of its own step as every layer above;
   the latent and every rate are fixed by then (the probes measured
-  +0.32 dB at the base for such a synthesis, docs/sae-plus-probes.md);
+  +0.32 dB at the base for such a synthesis, docs/models.md);
 - layer k then trains its own synthesis, started from layer k - 1's, on
   the latent the decoder has at s_k (hard-quantized).  The base fixed every
   rate, so its loss is its lambda times the distortion, plus a constant;

@@ -18,13 +18,16 @@ import io
 import pathlib
 import sys
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 import numpy as np
+try:  # the plot extra: run() says how to install it
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  from matplotlib.patches import Rectangle
+except ImportError:
+  FigureCanvasAgg = Figure = Rectangle = None
 
 from sae import bdrate, classical, cli, curves, kodak
-from sae.errors import InputError
+from sae.errors import InputError, require_extra
 from sae.fileio import atomic_write
 
 METRICS = {"psnr-rgb": ("psnr", "PSNR-RGB (dB)"),
@@ -326,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+  require_extra("plot", "matplotlib")
   figs = pathlib.Path(args.figs_dir)
   figs.mkdir(parents=True, exist_ok=True)
   codecs = bdrate.codec_results(args.results_dir)

@@ -31,8 +31,7 @@ class RungCodec(CodecDigests, tf.keras.Model):
 
   table_keys = TRIT_KEYS
 
-  def __init__(self, spec: LayerSpec, name: str, residual: bool = True):
-    del residual  # a rung refines a latent; it codes no residual
+  def __init__(self, spec: LayerSpec, name: str):
     super().__init__(name=name)
     self.spec = spec
     self.synthesis = SynthesisTransform(spec)

@@ -22,10 +22,9 @@ from absl import logging
 import tensorflow as tf
 import tqdm
 
-from sae import checkpoints, data, distribute, train_folder
-from sae.config import get_preset, layer_name, layers_label
+from sae import checkpoints, data, distribute, families, train_folder
+from sae.config import layer_name, layers_label
 from sae.errors import InputError
-from sae.families import build_model, training_config
 from sae.model import Finish, ScalableAutoEncoder
 from sae.train_log import TrainLog
 from sae.train_steps import (OffsetSchedule, layer_forward, make_train_step,
@@ -99,7 +98,7 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
   # Wall time counts start-up too (restoring and coding the lower layers).
   t_start = time.monotonic()
   config = train_folder.resolve_config(args, k)
-  preset = get_preset(args.preset, args.metric, config.family)
+  preset = families.get(config.family).preset(args.preset, args.metric)
   patch = args.patch_size or preset.patch_size
   batch = args.batch_size or preset.batch_size
   root = pathlib.Path(args.checkpoint_dir)
@@ -118,7 +117,8 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   spec = config.layers[k]
   with strategy.scope():
-    model = build_model(training_config(config, preset.layers))
+    model = families.build_model(
+        families.training_config(config, preset.layers))
     for j in range(k):
       checkpoints.restore_weights(model.codecs[j], root, j)
       # Fixed tables and quantization offsets: the residual is then exactly

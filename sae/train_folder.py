@@ -8,8 +8,8 @@ import time
 
 import tensorflow as tf
 
-from sae import checkpoints, distribute
-from sae.config import DEFAULT_FAMILY, ModelConfig, get_preset, layer_name
+from sae import checkpoints, distribute, families
+from sae.config import DEFAULT_FAMILY, ModelConfig, layer_name
 from sae.errors import InputError
 from sae.transforms import TOTAL_STRIDE
 
@@ -20,7 +20,7 @@ def resolve_config(args, k) -> ModelConfig:
   config_path = root / checkpoints.CONFIG_FILE
   saved = checkpoints.read_config(root) if config_path.is_file() else None
   family = _family(args, saved)
-  preset = get_preset(args.preset, args.metric, family)
+  preset = families.get(family).preset(args.preset, args.metric)
   specs = list(preset.layers)
   if k >= len(specs):
     raise InputError(f"preset {args.preset!r} has no layer {k}")
@@ -56,10 +56,10 @@ def resolve_config(args, k) -> ModelConfig:
               f"{getattr(recorded, flag)}; resuming with {given} would mix "
               "two objectives (use another --checkpoint-dir)")
       specs[k] = recorded
-  if family == "sae-nested" and k > 0:  # its layers start from the base
+  if families.get(family).shared_width and k > 0:
     if specs[k].conv_filters != specs[0].conv_filters:
       if args.conv_filters is not None:
-        raise InputError(f"--conv-filters {args.conv_filters}: a nested "
+        raise InputError(f"--conv-filters {args.conv_filters}: a {family} "
                          "enhancement layer has the base's width, "
                          f"{specs[0].conv_filters}")
       specs[k] = dataclasses.replace(specs[k],

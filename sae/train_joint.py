@@ -19,10 +19,9 @@ import math
 import pathlib
 import time
 
-from sae import checkpoints, data, distribute, train, train_folder
-from sae.config import get_preset, layers_label
+from sae import checkpoints, data, distribute, families, train, train_folder
+from sae.config import layers_label
 from sae.errors import InputError
-from sae.families import build_model
 from sae.train_steps import decoded_forward, joint_forward
 
 FOLDER = checkpoints.JOINT_FOLDER  # the phase's record and training state
@@ -69,7 +68,7 @@ def _train_joint(args) -> int:
         f"{out} holds joint fine-tuning at step {state['steps']} but no "
         "training state to resume; continue from its weights with "
         "--from-weights")
-  preset = get_preset(config.preset, config.metric, config.family)
+  preset = families.get(config.family).preset(config.preset, config.metric)
   patch = train_folder.checked_patch_size(args.patch_size or preset.patch_size)
   batch = args.batch_size or preset.batch_size
   data.check_corpus(args.corpus, patch)
@@ -82,7 +81,7 @@ def _train_joint(args) -> int:
 
   seed = None if args.seed is None else args.seed + int(state.get("steps", 0))
   with strategy.scope():
-    model = build_model(config)
+    model = families.build_model(config)
     for k, codec in enumerate(model.codecs):
       checkpoints.restore_weights(codec, out, k)
     # Rounding as the coder does (forward_joint) takes the quantization

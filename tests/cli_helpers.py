@@ -26,10 +26,17 @@ def cli(*argv):
   return status, out.getvalue(), err.getvalue()
 
 
-def cli_process(*argv, timeout=300):
-  """Runs the real ``python -m sae`` -> CompletedProcess (text)."""
+def cli_process(*argv, timeout=300, blocked=()):
+  """Runs the real ``python -m sae`` -> CompletedProcess (text), in which
+  importing the modules ``blocked`` fails (those of an extra not
+  installed)."""
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-  return subprocess.run([sys.executable, "-m", "sae", *map(str, argv)],
+  start = ["-m", "sae"]
+  if blocked:
+    start = ["-c", f"import runpy, sys\nfor m in {tuple(blocked)!r}: "
+             "sys.modules[m] = None\nsys.argv = ['sae'] + sys.argv[1:]\n"
+             "runpy.run_module('sae', run_name='__main__')\n"]
+  return subprocess.run([sys.executable, *start, *map(str, argv)],
                         cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=timeout)
 

@@ -95,13 +95,13 @@ def test_cli_compares_against_named_anchors(tmp_path, capsys):
   ms_ssim = 1 - 10 ** (-PSNR / 20)
   _results(tmp_path / "jpeg.json", "jpeg", 2 * RATES, PSNR, ms_ssim)
   _results(tmp_path / "sae-mse.json", "sae-mse", 2 * RATES, PSNR, ms_ssim)
-  _results(tmp_path / "sae-plus.json", "sae-plus", RATES, PSNR, ms_ssim)
+  _results(tmp_path / "sae-nested.json", "sae-nested", RATES, PSNR, ms_ssim)
   out = tmp_path / "bd.json"
   assert bdrate.main(["--results-dir", str(tmp_path), "--sae",
-                      str(tmp_path / "sae-plus.json"), "--anchors",
+                      str(tmp_path / "sae-nested.json"), "--anchors",
                       str(tmp_path / "sae-mse.json"), "--out", str(out)]) == 0
   (row,) = json.loads(out.read_text())["comparisons"]
-  assert (row["test"], row["anchor"]) == ("sae-plus", "sae-mse")
+  assert (row["test"], row["anchor"]) == ("sae-nested", "sae-mse")
   assert row["bd_rate_psnr_percent"] == pytest.approx(-50, abs=0.1)
   # Not into the default file, which holds the classical comparisons.
   assert bdrate.main(["--results-dir", str(tmp_path), "--anchors",

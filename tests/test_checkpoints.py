@@ -34,21 +34,19 @@ def test_copy_keeps_weights_and_records_without_training_state(
     checkpoints.copy_layers(tiny_weights, dst, 1)
 
 
-def test_the_tool_forks_into_a_family_of_the_same_kinds_only(
+def test_the_tool_forks_the_layers_asked_for_and_refuses_more(
     tiny_weights, tmp_path, capsys):
   fork = _fork_tool()
-  # The tiny weights are the paper's family: factorized layers throughout.
-  assert fork.main([str(tiny_weights), str(tmp_path / "plus"), "--layers",
-                    "1", "--family", "sae-plus"]) == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "does not start with them" in err[0]
-  assert not (tmp_path / "plus").exists()
-  assert not list(tmp_path.iterdir())  # nothing half-built is left
   assert fork.main([str(tiny_weights), str(tmp_path / "same"), "--layers",
-                    "3", "--family", "sae"]) == 0
+                    "3"]) == 0
   assert checkpoints.available_layers(tmp_path / "same") == 3
+  assert checkpoints.read_config(tmp_path / "same").family == "sae"
   assert fork.main([str(tiny_weights), str(tmp_path / "x"), "--layers",
                     "9"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "asked for 9" in err[0]
+  assert not (tmp_path / "x").exists()
+  assert not list(tmp_path.glob(".*"))  # nothing half-built is left
 
 
 def test_a_fork_keeps_the_record_of_a_joint_fine_tuning_of_its_layers(

@@ -1,7 +1,7 @@
-"""The sae-plus and sae-nested families through the same scripts and
-command line as the paper's model: train_base.py --family F, then
-train_el1.py (the family read from config.json), test_el1.py, compress,
-info, decompress, export."""
+"""The sae-nested family through the same scripts and command line as the
+paper's model: train_base.py --family sae-nested, then train_el1.py (the
+family read from config.json), test_el1.py, compress, info, decompress,
+export, train_joint.py."""
 
 import json
 
@@ -16,7 +16,7 @@ from sae import checkpoints, commands
 from tests.tiny import write_corpus
 
 # Trains through the scripts (25 s): with the full set (-m full); the
-# family's model and coding are tested by test_meanscale.py.
+# family's model and coding are tested by test_nested.py.
 pytestmark = pytest.mark.full
 
 
@@ -30,47 +30,6 @@ def trained_through_the_scripts(root, family):
   assert train_base.main(common + ["--family", family]) == 0
   assert train_el1.main(common) == 0
   return corpus, ckpt
-
-
-@pytest.fixture(scope="module")
-def plus_weights(tmp_path_factory):
-  return trained_through_the_scripts(tmp_path_factory.mktemp("plus"),
-                                     "sae-plus")
-
-
-def test_the_folder_records_the_family_and_layer_kinds(plus_weights):
-  _, ckpt = plus_weights
-  config = checkpoints.read_config(ckpt)
-  assert config.family == "sae-plus"
-  assert [s.kind for s in config.layers[:2]] == ["meanscale", "factorized"]
-  state = checkpoints.read_state(ckpt, 1)
-  assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
-
-
-def test_evaluation_and_the_command_line_take_the_weights(plus_weights,
-                                                          tmp_path):
-  corpus, ckpt = plus_weights
-  out = tmp_path / "r.json"
-  assert test_el1.main(["--kodak", str(corpus), "--weights", str(ckpt),
-                        "--out", str(out), "--no-progress"]) == 0
-  result = json.loads(out.read_text())
-  assert result["layers"] == ["base", "+el1"]
-  assert result["name"] == "sae-plus" and "SAE+" in result["description"]
-  image = corpus / "img1.png"
-  stream = tmp_path / "a.sae"
-  assert commands.main(["compress", str(image), str(stream), "--weights",
-                        str(ckpt)]) == 0
-  # The rate test_el1 measured is the rate of the stream's real bytes.
-  per_image = {row["image"]: row for row in result["per_image"]}
-  row = per_image.get("img1") or per_image.get("img1.png")
-  assert row["bpp"][-1] == pytest.approx(
-      8 * stream.stat().st_size / (80 * 96), abs=1e-6)
-  assert commands.main(["info", str(stream)]) == 0
-  for k in (1, 2):
-    png = tmp_path / f"{k}.png"
-    assert commands.main(["decompress", str(stream), str(png), "--layers",
-                          str(k), "--weights", str(ckpt)]) == 0
-    assert np.asarray(Image.open(png)).shape == (80, 96, 3)
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +53,23 @@ def test_a_nested_layer_trains_on_a_frozen_base_from_its_synthesis(
 
 
 def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refused(
-    nested_weights, plus_weights, tmp_path, capsys):
+    nested_weights, tiny_weights, tmp_path, capsys):
   corpus, ckpt = nested_weights
   out = tmp_path / "r.json"
   assert test_el1.main(["--kodak", str(corpus), "--weights", str(ckpt),
                         "--out", str(out), "--no-progress"]) == 0
-  assert json.loads(out.read_text())["name"] == "sae-nested"
+  result = json.loads(out.read_text())
+  assert result["layers"] == ["base", "+el1"]
+  assert result["name"] == "sae-nested" and "SAE+" in result["description"]
   image, stream = corpus / "img1.png", tmp_path / "a.sae"
   assert commands.main(["compress", str(image), str(stream), "--weights",
                         str(ckpt)]) == 0
+  # The rate test_el1 measured is the rate of the stream's real bytes.
+  per_image = {row["image"]: row for row in result["per_image"]}
+  row = per_image.get("img1") or per_image.get("img1.png")
+  assert row["bpp"][-1] == pytest.approx(
+      8 * stream.stat().st_size / (80 * 96), abs=1e-6)
+  assert commands.main(["info", str(stream)]) == 0
   for k in (1, 2):
     png = tmp_path / f"{k}.png"
     assert commands.main(["decompress", str(stream), str(png), "--layers",
@@ -111,7 +78,7 @@ def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refus
   capsys.readouterr()
   refused = tmp_path / "refused.png"
   assert commands.main(["decompress", str(stream), str(refused), "--weights",
-                        str(plus_weights[1])]) == 2
+                        str(tiny_weights)]) == 2
   error = capsys.readouterr().err.strip()
   assert len(error.splitlines()) == 1 and "weights" in error
   assert not refused.exists()
@@ -187,60 +154,3 @@ def test_a_nested_layer_takes_the_base_width_and_refuses_another(
   error = capsys.readouterr().err.strip().splitlines()
   assert len(error) == 1 and "the base's width" in error[0]
   assert not (ckpt / "el2").exists()
-
-
-def test_the_latent_floor_benchmark_decodes_every_step_by_every_synthesis(
-    nested_weights, tiny_weights, capsys):
-  from benchmarks import latent_floor
-  corpus, ckpt = nested_weights
-  assert latent_floor.main(["--weights", str(ckpt), "--corpus", str(corpus),
-                            "--patch-size", "64"]) == 0
-  rows = capsys.readouterr().out.strip().splitlines()
-  # A row per step and the unquantized latent; a column per synthesis.
-  # (all the family's steps, while the folder has two layers).
-  assert [r.rsplit(maxsplit=2)[0] for r in rows[1:]] == [
-      "step 27", "step 9", "step 3", "step 1", "unquantized"]
-  psnrs = [[float(v) for v in r.split()[-2:]] for r in rows[1:]]
-  assert all(0 < v < 100 for row in psnrs for v in row)
-  # A cascade refines no shared latent: refused in one line.
-  assert latent_floor.main(["--weights", str(tiny_weights), "--corpus",
-                            str(corpus)]) == 2
-  error = capsys.readouterr().err.strip().splitlines()
-  assert len(error) == 1 and "refine no shared latent" in error[0]
-
-
-def test_the_top_synthesis_probe_trains_validates_and_refuses_other_runs(
-    nested_weights, tiny_weights, tmp_path, capsys):
-  import csv
-  from benchmarks import probe_top_synthesis as probe
-  corpus, ckpt = nested_weights
-  out = tmp_path / "probe"
-  argv = ["--weights", str(ckpt), "--corpus", str(corpus), "--out-dir",
-          str(out), "--filters", "8", "--steps", "2", "--validate-every", "1",
-          "--patch-size", "64"]
-  assert probe.main(argv) == 0
-  rows = list(csv.DictReader((out / "val.csv").open()))
-  assert [int(r["step"]) for r in rows] == [1, 2]
-  # The model's own top synthesis, on the same crops: the reference line.
-  assert rows[0]["own_psnr"] == rows[1]["own_psnr"]
-  assert all(0 < float(r["psnr"]) < 100 for r in rows)
-  assert rows[0]["psnr"] != rows[1]["psnr"]  # it trains
-  assert probe.main(argv) == 0  # finished: resumes to nothing
-  assert len(list(csv.DictReader((out / "val.csv").open()))) == 2
-  capsys.readouterr()
-  # Other settings in the same folder (steps; corpus), a folder that holds
-  # something else, a cascade: refused in one line, nothing written.
-  other_corpus = write_corpus(tmp_path / "c2", [(64, 64)])
-  foreign = tmp_path / "foreign"
-  foreign.mkdir()
-  (foreign / "keep.txt").write_text("mine")
-  for bad in (argv[:-5] + ["4"] + argv[-4:],
-              argv[:3] + [str(other_corpus)] + argv[4:],
-              argv[:5] + [str(foreign)] + argv[6:],
-              ["--weights", str(tiny_weights)] + argv[2:4] + [
-                  "--out-dir", str(tmp_path / "other"), "--filters", "8"]):
-    assert probe.main(bad) == 2
-    error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith("error: ")
-  assert not (tmp_path / "other").exists()
-  assert [p.name for p in foreign.iterdir()] == ["keep.txt"]

@@ -2,7 +2,6 @@
 layer, a prefix of any length decoded by one synthesis."""
 
 import dataclasses
-import functools
 from unittest import mock
 
 import numpy as np
@@ -10,28 +9,10 @@ import pytest
 import tensorflow as tf
 
 from sae import checkpoints
-from sae.config import ModelConfig, get_preset
 from sae.families import build_model
 from sae.model import to_uint8
 from sae.nested import NestedAutoEncoder
-from tests.tiny import random_image, write_corpus
-
-
-def nested_config(scale=0.01):
-  """The tiny nested preset with its steps times ``scale``: an untrained
-  latent is small, and at the preset's steps (27 .. 1) the lower layers
-  would send no trit at all."""
-  layers = tuple(dataclasses.replace(s, step=s.step * scale)
-                 for s in get_preset("tiny", family="sae-nested").layers)
-  return ModelConfig(layers, preset="tiny", family="sae-nested")
-
-
-@functools.lru_cache(maxsize=None)
-def nested_model(seed=0):
-  tf.keras.utils.set_random_seed(seed)
-  model = build_model(nested_config())
-  model.prepare_for_coding()
-  return model
+from tests.tiny import nested_config, nested_model, random_image, write_corpus
 
 
 def test_the_family_builds_a_nested_model_of_four_steps():

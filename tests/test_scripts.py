@@ -208,12 +208,12 @@ def test_other_architecture_is_refused(trained, capsys):
 
 def test_other_family_is_refused(trained, capsys):
   _, corpus, ckpt = trained
-  code = train_el1.main(["--preset", "tiny", "--family", "sae-plus",
+  code = train_el1.main(["--preset", "tiny", "--family", "sae-nested",
                          "--corpus", str(corpus), "--checkpoint-dir", str(ckpt),
                          "--steps", "1", "--no-progress"])
   assert code == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert err == [f"error: {ckpt} holds the sae family, not sae-plus (use "
+  assert err == [f"error: {ckpt} holds the sae family, not sae-nested (use "
                  "another --checkpoint-dir)"]
 
 

@@ -143,9 +143,8 @@ def test_joint_loss_is_the_sum_of_the_layers_losses():
   np.testing.assert_allclose(joint.numpy(), alone.numpy(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["sae", "sae-plus-hyper"])
-def test_joint_training_rounds_each_latent_as_decoding_does(family):
-  model = ScalableAutoEncoder(get_preset("tiny", "mse", family).layers)
+def test_joint_training_rounds_each_latent_as_decoding_does():
+  model = ScalableAutoEncoder(get_preset("tiny").layers)
   model.prepare_for_coding()
   x = tf.cast(random_image(32, 32, seed=4), tf.float32)[None]
   variables = model.set_trainable_layers(range(4))

@@ -1,5 +1,6 @@
 """Small shared builders for tests: the tiny preset on 64x64 inputs."""
 
+import dataclasses
 import functools
 import pathlib
 import shutil
@@ -7,7 +8,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from sae.config import get_preset
+from sae import families
+from sae.config import ModelConfig, get_preset
 from sae.model import ScalableAutoEncoder
 
 
@@ -21,6 +23,25 @@ def tiny_model(num_layers=4, seed=0):
   import tensorflow as tf
   tf.keras.utils.set_random_seed(seed)
   model = ScalableAutoEncoder(tiny_specs(num_layers))
+  model.prepare_for_coding()
+  return model
+
+
+def nested_config(scale=0.01):
+  """The tiny nested preset with its steps times ``scale``: an untrained
+  latent is small, and at the preset's steps (27 .. 1) the lower layers
+  would send no trit at all."""
+  layers = tuple(dataclasses.replace(s, step=s.step * scale)
+                 for s in families.get("sae-nested").preset("tiny").layers)
+  return ModelConfig(layers, preset="tiny", family="sae-nested")
+
+
+@functools.lru_cache(maxsize=None)
+def nested_model(seed=0):
+  """A tiny nested model (nested_config) with coding tables."""
+  import tensorflow as tf
+  tf.keras.utils.set_random_seed(seed)
+  model = families.build_model(nested_config())
   model.prepare_for_coding()
   return model
 

@@ -1,14 +1,13 @@
 """Start another model on trained layers: copy them into a new folder.
 
-    python tools/fork_weights.py checkpoints/sae-plus checkpoints/sae-plus-hyper \
-        --layers 1 --family sae-plus-hyper
+    python tools/fork_weights.py weights/mse checkpoints/mine --layers 2
 
 Copies layers 0..N-1 (weights, state.json, curves; not their training
 state; the record of a finished joint fine-tuning of exactly those
-layers) into a new folder, where the next layer trains as that folder's
-family says.  With --family the copy records another family whose layers
-so far are the same kinds: two designs of el1 on one base, compared at
-equal steps (docs/sae-plus-probes.md, the el1 gate).
+layers) into a new folder of the same family, where training continues:
+a shipped folder's layers, trained further, or two designs of the next
+layer on one base, compared at equal steps (research/sae-plus-probes.md,
+the el1 gate).
 """
 
 import os
@@ -18,7 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from sae import checkpoints, cli  # noqa: E402
-from sae.config import FAMILIES  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,11 +26,9 @@ def main(argv=None) -> int:
   p.add_argument("dst", help="new folder")
   p.add_argument("--layers", type=int, default=None,
                  help="layers to copy (default: all with weights)")
-  p.add_argument("--family", choices=tuple(FAMILIES), default=None,
-                 help="the copy's family (default: the source's)")
   args = p.parse_args(argv)
   return cli.guarded(lambda: checkpoints.copy_layers(
-      args.src, args.dst, args.layers, args.family) or 0)
+      args.src, args.dst, args.layers) or 0)
 
 
 if __name__ == "__main__":

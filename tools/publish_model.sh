@@ -4,14 +4,14 @@
 # beside the paper's curve, layered JPEG 2000 at the model's own rates (MSE
 # model), the RD, training and visual figures, and the BD-rates.
 #
-#   tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [ship_weights options, e.g. --note TEXT]
+#   tools/publish_model.sh mse|ms-ssim|FAMILY [--from DIR] [ship_weights options, e.g. --note TEXT]
 #
 # The layers come from checkpoints/<model>, or from --from DIR: a model
 # whose joint fine-tuning was kept ships from train_joint.py's --out-dir.
 #
 # mse and ms-ssim are the paper's family (results/kodak/sae-<name>.json);
-# sae-plus, sae-plus-hyper and sae-nested are SAE+ families
-# (results/kodak/<name>.json). An MSE model of four layers also gets the
+# another model is named by its family, one of sae/families.py's besides
+# the paper's, such as sae-nested (results/kodak/<name>.json). An MSE model of four layers also gets the
 # JPEG 2000 quality layers at its own rates: the mse model's in
 # results/kodak/jpeg2000-layers.json (the bench's anchor), another's in
 # results/at-rates/<name>/jpeg2000-layers.json, with its BD-rates against
@@ -23,10 +23,18 @@
 # report to results/reports/, the BD-rates to results/bd-rates.json. The
 # README's tables are then updated from what it prints.
 set -euo pipefail
-usage="usage: tools/publish_model.sh mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested [--from DIR] [--note TEXT] [--layers N]"
+usage="usage: tools/publish_model.sh mse|ms-ssim|FAMILY [--from DIR] [--note TEXT] [--layers N] (FAMILY: another family of sae/families.py, e.g. sae-nested)"
 refuse() { echo "error: $1" >&2; exit 2; }
+# One list of families: the registry's (no TensorFlow is imported).
+other_family() {
+  (cd "$(dirname "$0")/.." && python -c 'import sys; from sae import families
+sys.exit(sys.argv[1] == "sae" or sys.argv[1] not in families.FAMILIES)' "$1")
+}
 model=${1:-}
-case "$model" in mse|ms-ssim|sae-plus|sae-plus-hyper|sae-nested) shift ;; *) refuse "$usage" ;; esac
+case "$model" in
+  mse|ms-ssim) shift ;;
+  *) { [ -n "$model" ] && other_family "$model"; } || refuse "$usage"; shift ;;
+esac
 trained=checkpoints/$model
 given=$trained
 if [ "${1:-}" = --from ]; then

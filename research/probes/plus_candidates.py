@@ -158,7 +158,7 @@ def _no_coder():
 # An enhancement layer's scales start at about 2 (index 24), not at the
 # smallest scale a zero output gives: there every value but the mean costs
 # many bits, and in probes the layer's rate collapsed to ~0.03 bpp within 200
-# steps and recovered slowly (docs/sae-plus-probes.md).
+# steps and recovered slowly (research/sae-plus-probes.md).
 INITIAL_SCALE_INDEX = 24.0
 
 
@@ -503,7 +503,7 @@ LAYER_KINDS = {cls.kind: cls for cls in (
     CascadeLayer, MeanScaleBase, MeanScaleResidualLayer, ConditionalLayer,
     RefinementLayer)}
 
-# The probe candidates (docs/sae-plus-probes.md): layer kinds, base first.
+# The probe candidates (research/sae-plus-probes.md): layer kinds, base first.
 CANDIDATES = {
     "a-cascade": ("cascade", "cascade", "cascade"),
     "b-meanscale": ("meanscale", "cascade", "cascade"),

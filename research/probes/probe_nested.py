@@ -1,10 +1,16 @@
 """Probe f-nested: one mean-scale latent, refined by nested quantization.
 
-    python benchmarks/probe_nested.py train --steps 6000 --corpus DIR
-    python benchmarks/probe_nested.py evaluate --corpus DIR --kodak KODAK
-    python benchmarks/probe_plus.py table        # beside candidates a .. e
+History: ``evaluate`` ran at commit 4047019 and no longer runs here: it
+decodes through ``MeanScaleCodec.decompress_latent(..., bin_mean=)``, which
+issue #40 removed from sae/ with the bin-mean decoding it measured
+(research/sae-plus-probes.md, "The top rung").  ``git checkout 4047019``
+runs it as the diary did.
 
-Candidates a .. e of docs/sae-plus-probes.md stack auto-encoders, one per
+    python research/probes/probe_nested.py train --steps 6000 --corpus DIR
+    python research/probes/probe_nested.py evaluate --corpus DIR --kodak KODAK
+    python research/probes/probe_plus.py table        # beside candidates a .. e
+
+Candidates a .. e of research/sae-plus-probes.md stack auto-encoders, one per
 layer.  This one has a single mean-scale hyperprior model (sae.meanscale)
 whose latent y every layer refines: layer k quantizes y - mean at step
 STEPS[k] (9, 3, 1), and a bin of step 3s is exactly three bins of step s,
@@ -41,7 +47,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default

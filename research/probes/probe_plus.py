@@ -1,11 +1,11 @@
 """Probe runs of the SAE+ candidates (plus_candidates.py): equal steps, same data.
 
-    python benchmarks/probe_plus.py train --candidate c-conditional \\
+    python research/probes/probe_plus.py train --candidate c-conditional \\
         --layers 2 --steps 2000 --out logs/probes
-    python benchmarks/probe_plus.py evaluate --candidate c-conditional \\
+    python research/probes/probe_plus.py evaluate --candidate c-conditional \\
         --layers 2 --out logs/probes
-    python benchmarks/probe_plus.py table --out logs/probes
-    python benchmarks/probe_plus.py speed --candidate c-conditional --layer 1
+    python research/probes/probe_plus.py table --out logs/probes
+    python research/probes/probe_plus.py speed --candidate c-conditional --layer 1
 
 ``train`` trains layers 0..L-1 in order, each for --steps steps with the
 layers below restored, prepared for coding and frozen; a layer already
@@ -34,13 +34,13 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import plus_candidates as plus  # noqa: E402
+from research.probes import plus_candidates as plus  # noqa: E402
 from sae import bdrate, bitstream, data, metrics  # noqa: E402
 from sae.config import PAPER_LAYERS, layer_name  # noqa: E402
 from sae.fileio import atomic_write  # noqa: E402

@@ -1,7 +1,7 @@
 """How far a finer step can still lift a nested model: its syntheses'
 PSNR with the latent at every layer's step, and unquantized (the floor).
 
-    python benchmarks/latent_floor.py --weights weights/sae-nested \
+    python research/probes/latent_floor.py --weights weights/sae-nested \
         --corpus DIR [--patch-size 256]
 
 On the trainer's fixed validation crops of --corpus (sae.data), the
@@ -10,7 +10,7 @@ base still in training included), decoded to 8 bits by each synthesis the
 folder holds.  When the finest steps sit at the unquantized latent's PSNR,
 the bits they add buy nothing yet: the analysis and synthesis, not the
 step, bound the quality (the top steps early in the base's training,
-docs/sae-plus-probes.md).  The trainer's val.csv measures the unrounded
+research/sae-plus-probes.md).  The trainer's val.csv measures the unrounded
 output, so its PSNRs differ a little.
 """
 
@@ -19,14 +19,13 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 
-from sae import checkpoints, data, metrics, trits  # noqa: E402
-from sae.config import get_preset, layers_label  # noqa: E402
-from sae.families import build_model, with_layers_above  # noqa: E402
+from sae import checkpoints, data, families, metrics, trits  # noqa: E402
+from sae.config import layers_label  # noqa: E402
 from sae.model import to_uint8  # noqa: E402
 from sae.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
@@ -74,8 +73,9 @@ def _main(argv) -> int:
   if have == 0:
     raise InputError(f"{args.weights} holds no trained layer")
   # Every step of the family's table, as the base's training sees them.
-  preset = get_preset(config.preset, config.metric, config.family)
-  model = build_model(with_layers_above(config.prefix(have), preset.layers))
+  preset = families.get(config.family).preset(config.preset, config.metric)
+  model = families.build_model(
+      families.with_layers_above(config.prefix(have), preset.layers))
   for k in range(have):
     checkpoints.restore_weights(model.codecs[k], args.weights, k)
   batches = data.validation_batches(args.corpus, args.patch_size, 8)

@@ -2,12 +2,12 @@
 --filters, trained from scratch on the frozen model's latent at its top
 layer's step, beside the model's own top synthesis on the same crops.
 
-    python benchmarks/probe_top_synthesis.py --weights weights/sae-nested \\
+    python research/probes/probe_top_synthesis.py --weights weights/sae-nested \\
         --corpus DIR --filters 128 --steps 3000 --out-dir OUT
 
 Run it at the model's width and at a wider one, with the same steps: if
 the wider synthesis leads at equal steps, the floor that
-benchmarks/latent_floor.py measures at the top is the synthesis's, and a
+research/probes/latent_floor.py measures at the top is the synthesis's, and a
 wider synthesis for the top layer is the lever; if not, it is the
 analysis's.  The analysis and prior stay frozen; the latent is the one the
 decoder has at the top step (hard-quantized, as the top's own synthesis
@@ -33,7 +33,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402

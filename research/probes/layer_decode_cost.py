@@ -1,7 +1,11 @@
 """Decoder-side transform time of one layer at several widths.
 
-    python benchmarks/layer_decode_cost.py --family sae-plus-hyper --layer 2 \
+    python research/probes/layer_decode_cost.py --family sae --layer 2 \
         --filters 48 96
+
+The diary's measurement (research/sae-plus-probes.md, the el2 width gate)
+ran at commit 4047019 with ``--family sae-plus-hyper``, a family removed
+from sae/ since (issue #40); the families that remain run as below.
 
 The paper preset's layer ``--layer`` of ``--family``, with ``--filters``
 hidden filters, on a latent of a ``--size`` image (default 512x768, a Kodak
@@ -19,13 +23,13 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae.config import FAMILIES, get_preset  # noqa: E402
+from sae import families  # noqa: E402
 from sae.meanscale import HYPER_STRIDE, MeanScaleCodec  # noqa: E402
 from sae.model import CODECS  # noqa: E402
 from sae.transforms import TOTAL_STRIDE  # noqa: E402
@@ -33,7 +37,7 @@ from sae.transforms import TOTAL_STRIDE  # noqa: E402
 
 def measure(spec, size, runs) -> float:
   """Median seconds of one decode-side transform pass."""
-  codec = CODECS[spec.kind](spec, name="layer", residual=True)
+  codec = CODECS[spec.kind](spec, name="layer")
   codec.freeze_transforms()
   latent_hw = [-(-n // TOTAL_STRIDE) for n in size]
   y = tf.random.normal([1, *latent_hw, spec.latent_channels])
@@ -60,14 +64,14 @@ def measure(spec, size, runs) -> float:
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--family", choices=tuple(FAMILIES), default="sae")
+  p.add_argument("--family", choices=tuple(families.FAMILIES), default="sae")
   p.add_argument("--layer", type=int, default=2, help="0 = base")
   p.add_argument("--filters", type=int, nargs="+", default=[48, 96])
   p.add_argument("--size", type=int, nargs=2, default=[512, 768],
                  metavar=("HEIGHT", "WIDTH"))
   p.add_argument("--runs", type=int, default=15)
   args = p.parse_args(argv)
-  base_spec = get_preset("paper", family=args.family).layers[args.layer]
+  base_spec = families.get(args.family).preset("paper").layers[args.layer]
   print(f"{args.family} layer {args.layer} ({base_spec.kind}, "
         f"{base_spec.latent_channels} latent channels), "
         f"{args.size[0]}x{args.size[1]} image:")
