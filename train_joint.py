@@ -2,7 +2,7 @@
 
 import sys
 
-from sae import cli
+from sae.cli import cli
 
 
 def main(argv=None) -> int:

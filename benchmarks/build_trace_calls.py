@@ -39,8 +39,9 @@ def main(argv=None):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import sae  # noqa: F401  before TensorFlow (oneDNN default)
   import tensorflow as tf
-  from sae import bitstream, checkpoints, images
-  from sae.families import build_model
+  from sae.stream import bitstream
+  from sae import checkpoints, images
+  from sae.models.families import build_model
   paths = sorted(images.list_images(args.kodak, recursive=False),
                  key=lambda q: pathlib.Path(q).stat().st_size)
   image = images.load_image(paths[len(paths) // 2])

@@ -6,7 +6,7 @@
 One warm process: the model is loaded and both tf.functions are traced on
 the first image before any timing.  For every image and layer count k the
 SAE file is coded once (encode time), decoded once (decode time), and JPEG
-2000 (OpenJPEG via Pillow, sae.classical.Jpeg2000: .j2k code stream, 9/7,
+2000 (OpenJPEG via Pillow, sae.eval.classical.Jpeg2000: .j2k code stream, 9/7,
 colour transform) is given a rate target found by bisection so that its file
 is as close as possible to, and not larger than, the SAE file.  Printed:
 medians over the images, and SAE/JPEG 2000 time ratios.
@@ -83,8 +83,9 @@ def main(argv=None):
 
   print("command: python benchmarks/codec_speed.py "
         + " ".join(argv if argv is not None else sys.argv[1:]))
-  from sae import checkpoints, codec, kodak, metrics
-  from sae.classical import Jpeg2000
+  from sae import checkpoints, codec
+  from sae.eval import kodak, metrics
+  from sae.eval.classical import Jpeg2000
   from sae.images import load_image
   paths = kodak.ensure_images(args.images, progress=False)[:args.limit]
   with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ of them alike:
   * ``python -m sae decompress`` of a 4-layer stream of a Kodak image, and
     ``python -m sae compress`` of the image (wall time of the real command);
   * the same two commands' steps, timed one by one in a fresh process that
-    takes the steps sae.commands and sae.checkpoints.load_model take: import
+    takes the steps sae.cli.commands and sae.checkpoints.load_model take: import
     of sae's command module, of TensorFlow and tensorflow_compression, of
     sae's model modules, reading the input, building the layers, restoring
     the weights, the stored coding tables, tracing the coding function, its
@@ -49,9 +49,10 @@ def _child(mode, weights, source, output, warm, spawned):
     steps[name] = now - clock[0]
     clock[0] = now
 
-  from sae import bitstream, commands  # noqa: F401  (no TensorFlow)
+  from sae.stream import bitstream  # noqa: F401  (no TensorFlow)
+  from sae.cli import commands
   commands.quiet_tensorflow()
-  lap("import sae.commands")
+  lap("import sae.cli.commands")
   if mode == "decompress":
     data = pathlib.Path(source).read_bytes()
     stream = bitstream.unpack(data)
@@ -66,8 +67,8 @@ def _child(mode, weights, source, output, warm, spawned):
   import tensorflow_compression  # noqa: F401
   lap("import tensorflow_compression")
   from sae import checkpoints, codec  # noqa: F401
-  from sae.families import build_model
-  codec.lean_startup()  # as sae.commands does
+  from sae.models.families import build_model
+  codec.lean_startup()  # as sae.cli.commands does
   lap("import sae model modules")
   root = pathlib.Path(weights)
   config = checkpoints.read_config(root)
@@ -118,7 +119,7 @@ def _warm_split(mode, model, args, num_layers, repeats):
   I/O, medians of ``repeats`` calls (not part of the cold total)."""
   import tensorflow as tf
   from sae import images
-  from sae.transforms import latent_shape, pad_to_stride
+  from sae.models.transforms import latent_shape, pad_to_stride
 
   def median_time(fn, *a):
     fn(*a)  # trace
@@ -213,7 +214,7 @@ def main(argv=None):
   if args.image:
     image = pathlib.Path(args.image)
   else:
-    from sae import kodak
+    from sae.eval import kodak
     paths = sorted(kodak.ensure_images(args.kodak, progress=False),
                    key=lambda q: pathlib.Path(q).stat().st_size)
     image = pathlib.Path(paths[len(paths) // 2])

@@ -36,7 +36,7 @@ def main(argv=None):
   p.add_argument("--weights", default=str(ROOT / "weights" / "mse"))
   args = p.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from sae import kodak
+  from sae.eval import kodak
   paths = kodak.ensure_images(args.kodak, progress=False)
   py, weights = sys.executable, ["--weights", args.weights]
   load = os.getloadavg()[0]
@@ -45,7 +45,8 @@ def main(argv=None):
                   pathlib.Path(tmp) / "one.sae", *weights])
     folder = _wall([py, "-m", "sae", "compress", args.kodak,
                     pathlib.Path(tmp) / "out", "--no-progress", *weights])
-  from sae import checkpoints, codec, evaluate
+  from sae import checkpoints, codec
+  from sae.eval import evaluate
   from sae.images import load_image
   model = checkpoints.load_model(args.weights)
   evaluate.warm_up(model, model.num_layers)

@@ -42,7 +42,7 @@ import zlib
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from sae import bitstream  # noqa: E402  (no TensorFlow in this process)
+from sae.stream import bitstream  # noqa: E402  (no TensorFlow in this process)
 from tools.pin_shipped_streams import shipped_models  # noqa: E402
 
 IMAGE_SIZES = ((1, 1), (9, 13), (17, 31), (40, 24), (64, 80))
@@ -102,7 +102,7 @@ def _load(weights, seed):
     return checkpoints.load_model(weights)
   import tensorflow as tf
   from sae.config import get_preset
-  from sae.model import ScalableAutoEncoder
+  from sae.models.model import ScalableAutoEncoder
   # Python, numpy and TF seeds: the same weights (ids) in every worker, so
   # saved cases replay.
   tf.keras.utils.set_random_seed(seed)

@@ -20,9 +20,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 
-from sae import checkpoints, evaluate, kodak  # noqa: E402
+from sae import checkpoints  # noqa: E402
+from sae.eval import evaluate, kodak
 from sae.images import load_image  # noqa: E402
-from sae.transforms import TOTAL_STRIDE  # noqa: E402
+from sae.models.transforms import TOTAL_STRIDE  # noqa: E402
 
 
 def odd_crop(image, rng):

@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sae  # noqa: E402,F401  before tensorflow (oneDNN default)
-from sae.cli import quiet_tensorflow  # noqa: E402
+from sae.cli.cli import quiet_tensorflow  # noqa: E402
 
 
 def main(argv=None):
@@ -37,7 +37,10 @@ def main(argv=None):
   args = p.parse_args(argv)
   quiet_tensorflow()
   import numpy as np
-  from sae import bitstream, codec, commands, data, progressive
+  from sae.stream import bitstream
+  from sae import codec, progressive
+  from sae.cli import commands
+  from sae.train import data
 
   if pathlib.Path(args.image).is_file():
     image, source = data.load_image(args.image), args.image

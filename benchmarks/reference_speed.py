@@ -24,9 +24,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_compression as tfc  # noqa: E402
 
-from sae import codec, data, train_steps  # noqa: E402
+from sae import codec  # noqa: E402
+from sae.train import data, train_steps
 from sae.config import get_preset  # noqa: E402
-from sae.model import ScalableAutoEncoder  # noqa: E402
+from sae.models.model import ScalableAutoEncoder  # noqa: E402
 
 
 def load_bls2017(path):

@@ -40,7 +40,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sae import bitstream  # noqa: E402  (no TensorFlow in this process)
+from sae.stream import bitstream  # noqa: E402  (no TensorFlow in this process)
 
 HOST = "127.0.0.1"
 KODAK = ROOT / "kodak" / "kodim01.png"

@@ -20,7 +20,9 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import sae  # noqa: E402,F401  before tensorflow (oneDNN default)
-from sae import bitstream, checkpoints, codec, images, kodak  # noqa: E402
+from sae.stream import bitstream  # noqa: E402
+from sae import checkpoints, codec, images
+from sae.eval import kodak
 
 
 def main(argv=None):

@@ -21,7 +21,8 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import data, families, train_steps  # noqa: E402
+from sae.train import data, train_steps  # noqa: E402
+from sae.models import families
 from sae.config import ModelConfig, layer_name  # noqa: E402
 
 

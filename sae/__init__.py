@@ -57,7 +57,8 @@ def load(weights=None):
   """
   import pathlib
 
-  from sae import checkpoints, commands
+  from sae import checkpoints
+  from sae.cli import commands
   from sae.errors import InputError
   root = checkpoints.DEFAULT_WEIGHTS if weights is None else pathlib.Path(
       weights)
@@ -133,7 +134,7 @@ def truncate(data, layers) -> bytes:
     sae.errors.InputError: not a stream, cut or corrupted, or ``layers``
       out of range.
   """
-  from sae import bitstream
+  from sae.stream import bitstream
   return bitstream.truncate(_stream_bytes(data), _count(layers))
 
 
@@ -154,7 +155,7 @@ def info(data) -> dict:
     sae.errors.InputError: not a stream, damaged, or not even the base layer
       complete.
   """
-  from sae import bitstream
+  from sae.stream import bitstream
   return bitstream.describe(_stream_bytes(data))
 
 

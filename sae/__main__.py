@@ -1,8 +1,8 @@
-"""``python -m sae``: see sae.commands."""
+"""``python -m sae``: see sae.cli.commands."""
 
 import sys
 
-from sae import commands
+from sae.cli import commands
 
 if __name__ == "__main__":
   sys.exit(commands.console())

@@ -24,12 +24,12 @@ import numpy as np
 
 import tensorflow as tf
 
-from sae import families
+from sae.models import families
 from sae.config import (DEFAULT_NUM_LAYERS, JOINT_FOLDER, ModelConfig,
                         layer_name)
 from sae.errors import InputError
 from sae.fileio import atomic_write, write_json
-from sae.layer import LayerCodec
+from sae.entropy.layer import LayerCodec
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"  # written by ship_weights
@@ -242,7 +242,7 @@ def load_model(root=None, num_layers=None, prepare=True):
     prepare: build the range coding tables (the weights ids cover them).
 
   Returns:
-    The family's model (sae.families.build_model), tables built, weights
+    The family's model (sae.models.families.build_model), tables built, weights
     restored.
   """
   root = pathlib.Path(root) if root is not None else DEFAULT_WEIGHTS
@@ -321,7 +321,7 @@ def _ship_into(src, dst, num_layers, note) -> dict:
       codec.prepare_for_coding(read_tables(src, k))
     except ValueError as e:  # tables of another layer kind, or damaged
       raise InputError(f"{src}: {e}") from None
-    codec.make_portable()  # what ships decodes on every machine (sae.exact)
+    codec.make_portable()  # what ships decodes on every machine (sae.entropy.exact)
     save_tables(codec, dst, k)
     state = read_state(src, k)
     state.pop("weights_id", None)  # older versions' id; the manifest has it

@@ -1,7 +1,7 @@
 """Image <-> layered stream with a loaded model: what the CLI and evaluation use.
 
 Decoding is bounded for every input.  Version 2 streams (what ``encode``
-writes) go through sae.rangecode, whose decoder reads a fixed number of
+writes) go through sae.entropy.rangecode, whose decoder reads a fixed number of
 symbols.  Version 1 streams (written before it) hold tensorflow-compression's
 overflow escapes, whose decoder can spin forever on a hostile payload; they
 are decoded on a worker thread under a deadline that scales with the pixels
@@ -19,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from sae import bitstream
+from sae.stream import bitstream
 from sae.config import layer_name
 from sae.errors import InputError
 

@@ -17,7 +17,7 @@ import json
 
 LAYER_NAMES = ("base", "el1", "el2", "el3", "el4")
 # A model fine-tuned after its layer-wise training records the phase in this
-# sub-folder (sae.train_joint), beside its layers'.
+# sub-folder (sae.train.train_joint), beside its layers'.
 JOINT_FOLDER = "joint"
 
 
@@ -39,9 +39,9 @@ class LayerSpec:
     paper_lambda: the authors' lambda (rate weight), for reference only.
     learning_rate: peak Adam learning rate.
     kind: the layer's entropy model: "factorized" (the paper's prior,
-      sae.layer), "meanscale" (a mean-scale hyperprior, sae.meanscale) or
+      sae.entropy.layer), "meanscale" (a mean-scale hyperprior, sae.entropy.meanscale) or
       "nested" (a finer quantization of the base's latent, coded in trits
-      with the base's Gaussians, sae.nested).
+      with the base's Gaussians, sae.models.nested).
     step: the quantization step of the latent (1 in a cascade; the nested
       family's layers quantize one latent at steps 27, 9, 3, 1).
   """
@@ -100,7 +100,7 @@ TINY_LAYERS: tuple[LayerSpec, ...] = (
 DEFAULT_NUM_LAYERS = 4
 
 # A config.json without a family is the paper's cascade (written before
-# families existed); sae.families lists them all.
+# families existed); sae.models.families lists them all.
 DEFAULT_FAMILY = "sae"
 
 
@@ -128,7 +128,7 @@ class Preset:
 
 def get_preset(name: str, metric: str = "mse") -> Preset:
   """Returns the named preset ("paper" or "tiny") of the paper's cascade
-  for ``metric`` (a family's own: sae.families.Family.preset)."""
+  for ``metric`` (a family's own: sae.models.families.Family.preset)."""
   if metric not in ("mse", "ms-ssim"):
     raise ValueError(f"metric must be 'mse' or 'ms-ssim', got {metric!r}")
   if name == "paper":
@@ -162,7 +162,7 @@ class ModelConfig:
   @classmethod
   def from_json(cls, text: str) -> "ModelConfig":
     """Parses config.json (written before families: the paper's model);
-    sae.families.checked checks its family and layer kinds."""
+    sae.models.families.checked checks its family and layer kinds."""
     d = json.loads(text)
     return cls(tuple(LayerSpec.from_dict(s) for s in d["layers"]),
                d.get("metric", "mse"), d.get("preset", "paper"),

@@ -1,7 +1,7 @@
 """Image files in and out, without TensorFlow: 8-bit RGB arrays.
 
 Reports, plots, benchmarks and the Kodak helper read PNGs through this
-module and so start in a fraction of a second; sae.data keeps the tf.data
+module and so start in a fraction of a second; sae.train.data keeps the tf.data
 training pipeline.
 """
 

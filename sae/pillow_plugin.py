@@ -41,7 +41,7 @@ import io
 from PIL import Image, ImageFile
 
 import sae
-from sae import bitstream
+from sae.stream import bitstream
 from sae.errors import InputError
 
 FORMAT = "SAE"

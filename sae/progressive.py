@@ -11,7 +11,7 @@ Each layer is decoded once, on top of the float sum the layers below it left
 about what one k-layer decode costs, and the image after k layers is the one
 ``codec.decode(model, data, k)`` gives, pixel for pixel.
 
-A nested model (sae.nested) decodes any prefix with one synthesis, so each
+A nested model (sae.models.nested) decodes any prefix with one synthesis, so each
 completed layer goes through ``codec.decode`` of the layers so far: the
 base's payload and the trits below are decoded again, then one synthesis
 runs.
@@ -31,9 +31,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from sae import bitstream, codec
+from sae.stream import bitstream
+from sae import codec
 from sae.errors import InputError
-from sae.transforms import padded_size
+from sae.models.transforms import padded_size
 
 # Streams of this version have payloads that the layer codecs decode
 # one at a time (LayerCodec.decompress_latent); older ones go through

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from sae import commands
+from sae.cli import commands
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ TINY_NUM_LAYERS = 4
 def _sources_key() -> str:
   h = hashlib.sha256()
   # Everything that shapes the weights; the CLI modules under test do not.
-  sources = [p for p in sorted(ROOT.glob("sae/*.py"))
+  sources = [p for p in sorted(ROOT.glob("sae/**/*.py"))
              if p.name not in ("commands.py", "export.py", "__main__.py",
                                "folders.py", "beam.py", "serve.py",
                                "progressive.py", "codec.py", "rangecode.py",
@@ -38,7 +38,7 @@ def _sources_key() -> str:
 
 
 def _train_tiny(root: pathlib.Path, corpus: pathlib.Path) -> None:
-  from sae import cli
+  from sae.cli import cli
   from tiny import write_corpus
   write_corpus(corpus, [(80, 80)] * 3)
   for k in range(TINY_NUM_LAYERS):
@@ -71,6 +71,6 @@ def tiny_weights(request, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_weights):
   """The tiny weights loaded once, tables built; shared with in-process CLI
-  calls through the model cache of sae.commands."""
-  from sae import commands
+  calls through the model cache of sae.cli.commands."""
+  from sae.cli import commands
   return commands.cached_model(tiny_weights)

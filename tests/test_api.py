@@ -2,7 +2,7 @@
 decode_progressively, on the tiny weights.
 
 Each call must give what the modules under it give (sae.codec,
-sae.bitstream, sae.progressive), refuse bad input with one line, and
+sae.stream.bitstream, sae.progressive), refuse bad input with one line, and
 ``import sae`` and ``sae.truncate`` must not import TensorFlow.
 """
 
@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 import sae
-from sae import bitstream, checkpoints, codec
+from sae.stream import bitstream
+from sae import checkpoints, codec
 from sae.errors import InputError
 from tiny import random_image
 

@@ -1,11 +1,11 @@
-"""Tests of sae.bdrate: Bjontegaard deltas and the CLI."""
+"""Tests of sae.eval.bdrate: Bjontegaard deltas and the CLI."""
 
 import json
 
 import numpy as np
 import pytest
 
-from sae import bdrate
+from sae.eval import bdrate
 
 # The paper's SAE curve at true rate (Jia et al. supp. data), a realistic shape.
 RATES = np.array([0.101, 0.306, 0.776, 1.606, 3.020])

@@ -3,7 +3,7 @@
 One pipeline run (a real ``python -m sae beam``, tiny weights, a few tiny
 images and one broken file): every stream is byte for byte what ``compress``
 writes, the results file has exactly the per-image measures of
-sae.evaluate (test_el3.py's), and the broken file is named, not fatal.
+sae.eval.evaluate (test_el3.py's), and the broken file is named, not fatal.
 """
 
 import json
@@ -23,7 +23,7 @@ pytest.importorskip("apache_beam", reason="apache_beam is not installed "
 
 def test_direct_runner_two_workers_match_the_command_line(tiny_weights,
                                                           tiny_model, tmp_path):
-  from sae import evaluate
+  from sae.eval import evaluate
   from sae.images import load_image
   images = tmp_path / "images"
   images.mkdir()

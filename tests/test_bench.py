@@ -1,4 +1,4 @@
-"""Tests of sae.bench: the protocol, honest byte counts, the layered stream."""
+"""Tests of sae.eval.bench: the protocol, honest byte counts, the layered stream."""
 
 import json
 import pathlib
@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sae import bench, classical, results
+from sae.eval import bench, classical, results
 from sae.images import load_image, save_png
 
 KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared/data/kodak"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import numpy as np
 import pytest
 
-from sae import bitstream
+from sae.stream import bitstream
 from sae.errors import InputError
 from tiny import random_image
 

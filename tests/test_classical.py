@@ -1,4 +1,4 @@
-"""Tests of sae.classical: the codecs, and cutting JPEG 2000 quality layers."""
+"""Tests of sae.eval.classical: the codecs, and cutting JPEG 2000 quality layers."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from sae import classical
+from sae.eval import classical
 
 RATES = (0.1, 0.3, 0.8, 1.6)
 

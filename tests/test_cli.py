@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from sae import bdrate, bench, cli, plots
+from sae.eval import bdrate, bench, plots
+from sae.cli import cli
 
 PARSERS = {
     "train_el1": lambda: cli.train_parser(1),
@@ -61,12 +62,12 @@ def _help_of(parser):
 
 
 def test_a_closed_pipe_stops_quietly():
-  # `python -m sae.report | head -1`: no "error: [Errno 32] Broken pipe".
+  # `python -m sae.eval.report | head -1`: no "error: [Errno 32] Broken pipe".
   # A pipe whose reader is gone before the first write fails every time.
   read, write = os.pipe()
   os.close(read)
   try:
-    run = subprocess.run([sys.executable, "-m", "sae.report"], stdout=write,
+    run = subprocess.run([sys.executable, "-m", "sae.eval.report"], stdout=write,
                          stderr=subprocess.PIPE, text=True, timeout=120,
                          cwd=pathlib.Path(__file__).resolve().parents[1])
   finally:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import bitstream, codec
+from sae.stream import bitstream
+from sae import codec
 from sae.errors import InputError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

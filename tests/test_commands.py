@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from sae import bitstream
+from sae.stream import bitstream
 from cli_helpers import cli, cli_process, read_png, write_png
 from tiny import random_image
 

@@ -3,7 +3,8 @@
 import json
 import pathlib
 
-from sae import bitstream, commands
+from sae.stream import bitstream
+from sae.cli import commands
 from tests.cli_helpers import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

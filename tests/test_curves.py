@@ -1,11 +1,11 @@
-"""Tests of sae.curves: results JSONs and the paper's published curve."""
+"""Tests of sae.eval.curves: results JSONs and the paper's published curve."""
 
 import json
 import pathlib
 
 import pytest
 
-from sae import curves
+from sae.eval import curves
 from sae.errors import InputError
 
 

@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sae import data
+from sae.train import data
 from sae.errors import InputError
 from tests.tiny import write_corpus
 

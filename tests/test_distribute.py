@@ -15,8 +15,8 @@ SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from sae import train_steps
-    from sae.model import ScalableAutoEncoder
+    from sae.train import train_steps
+    from sae.models.model import ScalableAutoEncoder
     from tests.tiny import tiny_specs
 
     K = 1

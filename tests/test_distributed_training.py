@@ -113,8 +113,8 @@ STEP = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    from sae import train_steps
-    from sae.model import ScalableAutoEncoder
+    from sae.train import train_steps
+    from sae.models.model import ScalableAutoEncoder
     from tests.tiny import tiny_specs
 
     strategy = (tf.distribute.MultiWorkerMirroredStrategy()
@@ -170,7 +170,7 @@ def test_two_workers_apply_one_workers_update_on_the_global_batch(tmp_path):
   fresh = subprocess.run(
       [sys.executable, "-c", textwrap.dedent("""
           import sys, numpy as np, tensorflow as tf
-          from sae.model import ScalableAutoEncoder
+          from sae.models.model import ScalableAutoEncoder
           from tests.tiny import tiny_specs
           tf.keras.utils.set_random_seed(0)
           m = ScalableAutoEncoder(tiny_specs(2))

@@ -1,4 +1,4 @@
-"""Portable streams (sae.exact, issue #38): what selects a coding table is
+"""Portable streams (sae.entropy.exact, issue #38): what selects a coding table is
 computed exactly, so a stream decodes to the same symbols whatever the
 machine's floating point does."""
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import checkpoints, exact
-from sae.families import build_model
-from sae.meanscale import GAUSSIAN_KEYS, SIDE_PREFIX
-from sae.layer import TABLE_KEYS
-from sae.transforms import latent_shape, pad_to_stride
+from sae import checkpoints
+from sae.entropy import exact
+from sae.models.families import build_model
+from sae.entropy.meanscale import GAUSSIAN_KEYS, SIDE_PREFIX
+from sae.entropy.layer import TABLE_KEYS
+from sae.models.transforms import latent_shape, pad_to_stride
 from tests.test_nested import nested_config, nested_model
 from tests.tiny import random_image
 
@@ -161,12 +162,13 @@ _DECODE_ELSEWHERE = """
 import sys, numpy as np, tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
-from sae import checkpoints, bitstream
+from sae import checkpoints
+from sae.stream import bitstream
 model = checkpoints.load_model(sys.argv[1])
 stream = bitstream.unpack(open(sys.argv[2], "rb").read())
 strings = tf.constant(list(stream.payloads))
 shape = tf.constant([stream.height, stream.width])
-from sae.transforms import latent_shape
+from sae.models.transforms import latent_shape
 symbols, _, _ = model._decode_symbols(strings, latent_shape(shape))
 np.save(sys.argv[3], symbols.numpy())
 np.save(sys.argv[4], model.decompress(strings, shape).numpy())
@@ -202,7 +204,8 @@ def test_other_kernel_options_and_one_thread_decode_the_same_symbols(tmp_path):
 def test_streams_of_the_float_weights_are_sent_to_the_legacy_folder():
   """weights/sae-nested was re-shipped with the exact path (a new id);
   its streams before that name the folder that keeps the float path."""
-  from sae import bitstream, codec
+  from sae.stream import bitstream
+  from sae import codec
   from sae.errors import InputError
   legacy = checkpoints.load_model(
       os.path.join(ROOT, "weights/legacy/sae-nested-1ba8bfab"))

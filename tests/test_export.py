@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from sae import bitstream
+from sae.stream import bitstream
 from cli_helpers import cli, read_png, write_png
 from tiny import random_image
 

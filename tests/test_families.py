@@ -1,4 +1,4 @@
-"""The registry of families (sae.families): the model a folder builds, its
+"""The registry of families (sae.models.families): the model a folder builds, its
 preset, the check of its config.json, and --family."""
 
 import json
@@ -6,11 +6,13 @@ import pathlib
 
 import pytest
 
-from sae import checkpoints, cli, families
+from sae import checkpoints
+from sae.cli import cli
+from sae.models import families
 from sae.config import DEFAULT_FAMILY, ModelConfig, get_preset
 from sae.errors import InputError
-from sae.model import ScalableAutoEncoder
-from sae.nested import NestedAutoEncoder
+from sae.models.model import ScalableAutoEncoder
+from sae.models.nested import NestedAutoEncoder
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -91,7 +93,7 @@ def test_family_choices_and_help_come_from_the_registry():
 
 
 def test_a_new_family_is_one_entry(monkeypatch):
-  toy = families.Family("toy", "sae.model:ScalableAutoEncoder",
+  toy = families.Family("toy", "sae.models.model:ScalableAutoEncoder",
                         help="a toy cascade", description="Toy")
   monkeypatch.setitem(families.FAMILIES, "toy", toy)
   assert cli.train_parser(1).parse_args(["--family", "toy"]).family == "toy"

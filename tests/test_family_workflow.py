@@ -12,7 +12,8 @@ from PIL import Image
 import test_el1
 import train_base
 import train_el1
-from sae import checkpoints, commands
+from sae import checkpoints
+from sae.cli import commands
 from tests.tiny import write_corpus
 
 # Trains through the scripts (25 s): with the full set (-m full); the
@@ -87,7 +88,7 @@ def test_nested_weights_serve_the_scripts_and_streams_of_other_weights_are_refus
 def test_nested_weights_export_a_savedmodel_that_decodes_like_the_cli(
     nested_weights, tmp_path):
   import tensorflow as tf
-  from sae import bitstream
+  from sae.stream import bitstream
   corpus, ckpt = nested_weights
   folder, stream = tmp_path / "savedmodel", tmp_path / "a.sae"
   assert commands.main(["export", str(folder), "--weights", str(ckpt)]) == 0
@@ -110,7 +111,7 @@ def test_the_joint_phase_fine_tunes_every_nested_layer_into_a_model_that_codes(
   import train_el2
   import train_el3
   import train_joint
-  from sae.model import to_uint8
+  from sae.models.model import to_uint8
   from tests.tiny import random_image
   corpus, ckpt = trained_through_the_scripts(
       tmp_path_factory.mktemp("nested-joint"), "sae-nested")

@@ -1,4 +1,4 @@
-"""``compress`` / ``decompress`` of several files and folders (sae.folders).
+"""``compress`` / ``decompress`` of several files and folders (sae.cli.folders).
 
 In-process through ``commands.main`` with the tiny weights: each output
 equals what the one-file command writes, up-to-date outputs are skipped,

@@ -69,6 +69,6 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_reading_images_needs_no_tensorflow():
-  code = ("import sys, sae.images, sae.kodak, sae.report, sae.curves; "
+  code = ("import sys, sae.images, sae.eval.kodak, sae.eval.report, sae.eval.curves; "
           "sys.exit('tensorflow' in sys.modules)")
   assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,6 +1,6 @@
 import pytest
 
-from sae import kodak
+from sae.eval import kodak
 from sae.errors import InputError
 from tests.tiny import write_corpus
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae.layer import LayerCodec
+from sae.entropy.layer import LayerCodec
 from tests.tiny import tiny_specs
 
 
@@ -47,7 +47,7 @@ def test_training_adds_noise_not_rounding(codec):
 
 
 def test_stored_tables_code_identically(codec):
-  from sae.layer import TABLE_KEYS
+  from sae.entropy.layer import TABLE_KEYS
   tables = codec.coding_tables()
   assert set(tables) == set(TABLE_KEYS)
   other = LayerCodec(tiny_specs()[2], name="el2")

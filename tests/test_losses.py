@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae.losses import rd_loss
+from sae.models.losses import rd_loss
 
 
 def test_mse_loss_by_hand():

@@ -1,4 +1,4 @@
-"""The mean-scale hyperprior layer (sae.meanscale), the nested family's base."""
+"""The mean-scale hyperprior layer (sae.entropy.meanscale), the nested family's base."""
 
 import functools
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import checkpoints, codec as sae_codec, families, rangecode
+from sae import checkpoints, codec as sae_codec
+from sae.models import families
+from sae.entropy import rangecode
 from sae.config import ModelConfig
 from sae.errors import InputError
-from sae.meanscale import MeanScaleCodec
+from sae.entropy.meanscale import MeanScaleCodec
 from tests.tiny import nested_model, random_image, tiny_model
 
 
@@ -33,7 +35,7 @@ def test_the_encoder_keeps_the_latent_the_decoder_will_have():
 
 
 def test_a_coarser_step_codes_the_same_latent_in_fewer_bytes():
-  # Nested quantization (sae.nested): at step 3 the decoder gets y within
+  # Nested quantization (sae.models.nested): at step 3 the decoder gets y within
   # half a step, in fewer bytes than at step 1.
   layer = mean_scale_layer()
   y = layer.analysis(tf.cast(random_image(64, 64, seed=4), tf.float32)[None])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import metrics
+from sae.eval import metrics
 
 
 def test_bits_per_pixel_counts_bytes_over_pixels():

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from sae import codec as sae_codec
-from sae.model import ScalableAutoEncoder, to_uint8
+from sae.models.model import ScalableAutoEncoder, to_uint8
 from tests.tiny import random_image, tiny_model, tiny_specs
 
 
@@ -52,7 +52,7 @@ def test_residual_chain_uses_inference_reconstructions():
 
 @pytest.mark.parametrize("k,channels", [(0, 3), (1, 3), (3, 3), (2, 6)])
 def test_one_step_changes_only_layer_k(k, channels):
-  from sae import train_steps
+  from sae.train import train_steps
   tf.random.set_seed(0)
   model = ScalableAutoEncoder(tiny_specs(4))
   for codec in model.codecs[:k]:

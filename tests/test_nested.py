@@ -1,4 +1,4 @@
-"""The nested family (sae.nested): one latent refined in trits by every
+"""The nested family (sae.models.nested): one latent refined in trits by every
 layer, a prefix of any length decoded by one synthesis."""
 
 import dataclasses
@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from sae import checkpoints
-from sae.families import build_model
-from sae.model import to_uint8
-from sae.nested import NestedAutoEncoder
+from sae.models.families import build_model
+from sae.models.model import to_uint8
+from sae.models.nested import NestedAutoEncoder
 from tests.tiny import nested_config, nested_model, random_image, write_corpus
 
 

@@ -69,7 +69,7 @@ def test_the_extras_are_declared_and_requirements_install_them():
 def test_the_command_line_imports_no_extra():
   # compress and decompress run without them: tests/test_commands.py,
   # test_real_process_round_trip_matches_in_process.
-  done = _run_without((), "import sys, sae, sae.commands\n"
+  done = _run_without((), "import sys, sae, sae.cli.commands\n"
                       f"print([m for m in {OPTIONAL!r} if m in sys.modules])")
   assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 

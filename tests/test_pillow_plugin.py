@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 import sae
-from sae import bitstream, pillow_plugin
+from sae.stream import bitstream
+from sae import pillow_plugin
 from sae.errors import InputError
 from tiny import random_image
 

@@ -1,4 +1,4 @@
-"""Smoke tests of sae.plots: the figures are written from what exists."""
+"""Smoke tests of sae.eval.plots: the figures are written from what exists."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from sae import curves, plots
+from sae.eval import curves, plots
 from sae.images import save_png
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -112,7 +112,7 @@ def test_cli_plots_what_exists(tmp_path, capsys):
 
 
 def test_training_figure_from_logs(tmp_path):
-  from sae import plots
+  from sae.eval import plots
   from sae.errors import InputError
   layer = tmp_path / "w" / "base"
   layer.mkdir(parents=True)

@@ -12,7 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from sae import bitstream, codec, progressive
+from sae.stream import bitstream
+from sae import codec, progressive
 from sae.errors import InputError
 from cli_helpers import cli, read_png, write_png
 from tiny import random_image

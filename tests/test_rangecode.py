@@ -1,4 +1,4 @@
-"""sae.rangecode: exact, tfc-compatible where it can be, bounded always."""
+"""sae.entropy.rangecode: exact, tfc-compatible where it can be, bounded always."""
 
 import threading
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import rangecode
+from sae.entropy import rangecode
 from sae.config import TINY_LAYERS
-from sae.layer import LayerCodec
+from sae.entropy.layer import LayerCodec
 
 HW = (6, 5)
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sae import curves, report
+from sae.eval import curves, report
 
 
 def test_at_rate_is_linear_in_log_rate():

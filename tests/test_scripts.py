@@ -17,7 +17,8 @@ import train_el2
 import train_el3
 import tensorflow as tf
 
-from sae import checkpoints, train_folder
+from sae import checkpoints
+from sae.train import train_folder
 from sae.errors import InputError
 from tests.tiny import corpus_and_weights, random_image, write_corpus
 

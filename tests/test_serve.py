@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from sae import bitstream, codec
+from sae.stream import bitstream
+from sae import codec
 from cli_helpers import cli
 from tiny import random_image
 

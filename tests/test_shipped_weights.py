@@ -17,8 +17,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from sae import bitstream, checkpoints, codec, evaluate, metrics
-from sae import results as results_schema
+from sae.stream import bitstream
+from sae import checkpoints, codec
+from sae.eval import evaluate, metrics
+from sae.eval import results as results_schema
 from sae.images import list_images, load_image
 from tools import pin_shipped_streams as pins
 

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from sae import distribute, train, train_folder, train_log
+from sae.train import distribute, train, train_folder, train_log
 
 CLUSTER = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}
 
@@ -115,7 +115,7 @@ def test_step_offset_of_checkpoints_with_and_without_one(tmp_path):
 
 def test_offset_schedule_follows_the_run_step():
   import tensorflow as tf
-  from sae.train_steps import OffsetSchedule
+  from sae.train.train_steps import OffsetSchedule
   inner = tf.keras.optimizers.schedules.PiecewiseConstantDecay([48000], [1.0, 0.1])
   offset = tf.Variable(47999, dtype=tf.int64)
   schedule = OffsetSchedule(inner, offset)

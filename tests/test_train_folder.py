@@ -1,8 +1,10 @@
-"""sae.train_folder.resolve_config: which layer table a run may train where."""
+"""sae.train.train_folder.resolve_config: which layer table a run may train where."""
 
 import pytest
 
-from sae import checkpoints, cli, train_folder
+from sae import checkpoints
+from sae.cli import cli
+from sae.train import train_folder
 from sae.errors import InputError
 
 

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from sae.config import get_preset
-from sae.transforms import (AnalysisTransform, SynthesisTransform,
+from sae.models.transforms import (AnalysisTransform, SynthesisTransform,
                             latent_shape, pad_to_stride)
 
 
@@ -36,7 +36,7 @@ def _band_case():
 
 
 def test_bands_compute_what_the_whole_image_does():
-  from sae import transforms
+  from sae.models import transforms
   codec, x = _band_case()
   y = codec.analysis(x, training=False)
   for latent_pixels in (8, 24, 10_000):  # 1 and 3 rows a band, one band
@@ -52,7 +52,7 @@ def test_bands_compute_what_the_whole_image_does():
 def test_bands_need_their_halo(monkeypatch):
   # The halo is what makes bands exact: with one latent row of context the
   # synthesis at the band borders is visibly wrong.
-  from sae import transforms
+  from sae.models import transforms
   codec, x = _band_case()
   y = tf.round(codec.analysis(x, training=False))
   monkeypatch.setattr(transforms, "BAND_HALO", 1)

@@ -1,4 +1,4 @@
-"""The layered trit coder of one nested latent (sae.trits)."""
+"""The layered trit coder of one nested latent (sae.entropy.trits)."""
 
 import functools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sae import meanscale, rangecode, trits
+from sae.entropy import meanscale, rangecode, trits
 
 STEPS = (9.0, 3.0, 1.0)
 

@@ -12,7 +12,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from sae import bitstream, codec
+from sae.stream import bitstream
+from sae import codec
 from test_serve import Served
 from tiny import random_image
 

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from sae import families
+from sae.models import families
 from sae.config import ModelConfig, get_preset
-from sae.model import ScalableAutoEncoder
+from sae.models.model import ScalableAutoEncoder
 
 
 def tiny_specs(num_layers=4):

@@ -3,7 +3,7 @@
     python tools/decode_with_savedmodel.py SAVEDMODEL STREAM OUT.png [--layers K]
 
 The SavedModel comes from ``python -m sae export DIR``; the stream from
-``python -m sae compress``.  The stream format is defined in sae/bitstream.py;
+``python -m sae compress``.  The stream format is defined in sae/stream/bitstream.py;
 the few lines that parse and verify it are duplicated here on purpose, with
 only struct and zlib, to show what a decoder in another code base needs:
 
@@ -25,7 +25,7 @@ import zlib
 MAGIC = b"SAE\x1a"
 HEADER = struct.Struct(">4sBBHH")
 CHUNK = struct.Struct(">I4sI")
-MAX_SIDE = 8192  # sae.bitstream.MAX_SIDE: bounds what a header can ask for
+MAX_SIDE = 8192  # sae.stream.bitstream.MAX_SIDE: bounds what a header can ask for
 
 
 class StreamError(ValueError):

@@ -76,7 +76,9 @@ def sha256(data) -> str:
 
 def measure(model, image: np.ndarray) -> dict:
   """The stream of all the model's layers and what each prefix decodes to."""
-  from sae import bitstream, codec, metrics  # pylint: disable=import-outside-toplevel
+  from sae.stream import bitstream  # pylint: disable=import-outside-toplevel
+  from sae import codec
+  from sae.eval import metrics
   stream = codec.encode(model, image, model.num_layers)
   row = {"sha256": sha256(stream), "bytes": [], "psnr-rgb": [],
          "ms-ssim-rgb": []}
@@ -92,7 +94,7 @@ def measure(model, image: np.ndarray) -> dict:
 def pins() -> dict:
   from sae import checkpoints  # pylint: disable=import-outside-toplevel
   images = {name: test_image(h, w, seed) for name, h, w, seed in IMAGES}
-  from sae import bitstream  # pylint: disable=import-outside-toplevel
+  from sae.stream import bitstream  # pylint: disable=import-outside-toplevel
   out = {
       "about": "What each shipped model makes of two generated images "
                "(tools/pin_shipped_streams.py, which regenerates this file; "

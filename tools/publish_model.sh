@@ -10,7 +10,7 @@
 # whose joint fine-tuning was kept ships from train_joint.py's --out-dir.
 #
 # mse and ms-ssim are the paper's family (results/kodak/sae-<name>.json);
-# another model is named by its family, one of sae/families.py's besides
+# another model is named by its family, one of sae/models/families.py's besides
 # the paper's, such as sae-nested (results/kodak/<name>.json). An MSE model of four layers also gets the
 # JPEG 2000 quality layers at its own rates: the mse model's in
 # results/kodak/jpeg2000-layers.json (the bench's anchor), another's in
@@ -23,7 +23,7 @@
 # report to results/reports/, the BD-rates to results/bd-rates.json. The
 # README's tables are then updated from what it prints.
 set -euo pipefail
-usage="usage: tools/publish_model.sh mse|ms-ssim|FAMILY [--from DIR] [--note TEXT] [--layers N] (FAMILY: another family of sae/families.py, e.g. sae-nested)"
+usage="usage: tools/publish_model.sh mse|ms-ssim|FAMILY [--from DIR] [--note TEXT] [--layers N] (FAMILY: another family of sae/models/families.py, e.g. sae-nested)"
 refuse() { echo "error: $1" >&2; exit 2; }
 # One list of families: the registry's (no TensorFlow is imported).
 other_family() {
@@ -64,7 +64,7 @@ print(checkpoints.available_layers(sys.argv[1]))' "$weights")
 if [ "$layers" -eq 1 ]; then script=test_base.py; else script=test_el$((layers - 1)).py; fi
 python "$script" --weights "$weights" --kodak "$kodak" --out "$results" \
     --recon-dir "$recon" --no-progress
-python -m sae.report --sae "$results" --training "$trained" \
+python -m sae.eval.report --sae "$results" --training "$trained" \
     --out "results/reports/report-$model.json"
 metric=$(python -c 'import sys; from sae import checkpoints
 print(checkpoints.read_config(sys.argv[1]).metric)' "$weights")
@@ -73,22 +73,22 @@ if [ "$metric" = mse ] && [ "$layers" -eq 4 ]; then
   # layers exist (until then results/kodak/jpeg2000-layers.json keeps the
   # paper's rates).
   if [ "$model" = mse ]; then at_rates=results/kodak; else at_rates=results/at-rates/$model; fi
-  python -m sae.bench --images "$kodak" --codecs jpeg2000-layers \
+  python -m sae.eval.bench --images "$kodak" --codecs jpeg2000-layers \
       --sae-results "$results" --out-dir "$at_rates" --no-progress
   if [ ! -f "$at_rates/jpeg2000-layers.json" ]; then
     echo "error: JPEG 2000 was not measured (see above); $weights is shipped" >&2
     exit 1
   fi
   if [ "$model" != mse ]; then
-    python -m sae.bdrate --sae "$results" --anchors \
+    python -m sae.eval.bdrate --sae "$results" --anchors \
         "$at_rates/jpeg2000-layers.json" results/kodak/sae-mse.json \
         --out "results/at-rates/$model-bd-rates.json" --markdown
   fi
 fi
 if [ "$model" = mse ]; then
-  python -m sae.plots --training "$trained" --recon-dir "$recon" \
+  python -m sae.eval.plots --training "$trained" --recon-dir "$recon" \
       --images "$kodak"
 else
-  python -m sae.plots --training "$trained"
+  python -m sae.eval.plots --training "$trained"
 fi
-python -m sae.bdrate --markdown --paper
+python -m sae.eval.bdrate --markdown --paper

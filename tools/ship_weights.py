@@ -11,7 +11,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from sae import checkpoints, cli  # noqa: E402
+from sae import checkpoints  # noqa: E402
+from sae.cli import cli
 
 
 def main(argv=None) -> int:

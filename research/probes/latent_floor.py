@@ -4,7 +4,7 @@ PSNR with the latent at every layer's step, and unquantized (the floor).
     python research/probes/latent_floor.py --weights weights/sae-nested \
         --corpus DIR [--patch-size 256]
 
-On the trainer's fixed validation crops of --corpus (sae.data), the
+On the trainer's fixed validation crops of --corpus (sae.train.data), the
 latent quantized at each step of the family's table (the layers above a
 base still in training included), decoded to 8 bits by each synthesis the
 folder holds.  When the finest steps sit at the unquantized latent's PSNR,
@@ -24,10 +24,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 
-from sae import checkpoints, data, families, metrics, trits  # noqa: E402
+from sae import checkpoints  # noqa: E402
+from sae.train import data
+from sae.models import families
+from sae.eval import metrics
+from sae.entropy import trits
 from sae.config import layers_label  # noqa: E402
-from sae.model import to_uint8  # noqa: E402
-from sae.cli import guarded  # noqa: E402
+from sae.models.model import to_uint8  # noqa: E402
+from sae.cli.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 
 

@@ -29,10 +29,10 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import families  # noqa: E402
-from sae.meanscale import HYPER_STRIDE, MeanScaleCodec  # noqa: E402
-from sae.model import CODECS  # noqa: E402
-from sae.transforms import TOTAL_STRIDE  # noqa: E402
+from sae.models import families  # noqa: E402
+from sae.entropy.meanscale import HYPER_STRIDE, MeanScaleCodec  # noqa: E402
+from sae.models.model import CODECS  # noqa: E402
+from sae.models.transforms import TOTAL_STRIDE  # noqa: E402
 
 
 def measure(spec, size, runs) -> float:

@@ -5,7 +5,7 @@ decoder has after this layer).  What the decoder has is a ``Decoded``: the
 cumulative reconstruction, the latent the layers so far decoded, and the
 base's decoded side information (entropy parameters).  Four layer kinds:
 
-- ``CascadeLayer``: the faithful SAE layer (sae.layer.LayerCodec) coding the
+- ``CascadeLayer``: the faithful SAE layer (sae.entropy.layer.LayerCodec) coding the
   pixel residual with a factorized prior (Jia et al., MIPR 2019).
 - ``MeanScaleBase``: a mean-scale hyperprior base (Balle et al., ICLR 2018;
   Minnen et al., NeurIPS 2018, without the autoregressive context): a
@@ -21,9 +21,9 @@ base's decoded side information (entropy parameters).  Four layer kinds:
   layer's own synthesis alone, so decoding k layers runs one synthesis.
 
 Layers below the one being trained run in inference mode (hard-quantized),
-without gradients, as in sae.model.  Streams here are for measuring: each
+without gradients, as in sae.models.model.  Streams here are for measuring: each
 layer's payload is its range-coded strings (``join_strings``), packed by
-sae.bitstream like the faithful model's.
+sae.stream.bitstream like the faithful model's.
 """
 
 import hashlib
@@ -34,13 +34,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from sae import losses
+from sae.models import losses
 from sae.config import LayerSpec, layer_name
-from sae.layer import LayerCodec
-from sae.meanscale import (HYPER_STRIDE, SCALES_LEVELS, conv,
+from sae.entropy.layer import LayerCodec
+from sae.entropy.meanscale import (HYPER_STRIDE, SCALES_LEVELS, conv,
                            hyper_analysis_transform, hyper_synthesis_transform,
                            scale_fn)
-from sae.transforms import (TOTAL_STRIDE, AnalysisTransform,
+from sae.models.transforms import (TOTAL_STRIDE, AnalysisTransform,
                             SynthesisTransform, pad_to_stride)
 
 
@@ -72,11 +72,11 @@ def empty_decoded(x):
 
 
 class FactorizedPrior(tf.Module):
-  """The factorized entropy model of sae.layer.LayerCodec, for a hyper-latent.
+  """The factorized entropy model of sae.entropy.layer.LayerCodec, for a hyper-latent.
 
   Same noise model and quantization offsets.  Range coding is tfc's own
   (stream version 1's) for every candidate here, so that all probes share one
-  coder; a shipped family codes through sae.rangecode (issue #23).
+  coder; a shipped family codes through sae.entropy.rangecode (issue #23).
   """
 
   def __init__(self, channels, name):
@@ -335,7 +335,7 @@ class MeanScaleBase(PlusLayer):
 class MeanScaleResidualLayer(MeanScaleBase):
   """An enhancement layer coding the pixel residual as the cascade does,
   with a mean-scale hyperprior of its own instead of a factorized prior
-  (side information sent in this layer): the kind sae.meanscale builds."""
+  (side information sent in this layer): the kind sae.entropy.meanscale builds."""
 
   kind = "meanscale-residual"
 

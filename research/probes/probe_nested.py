@@ -11,7 +11,7 @@ runs it as the diary did.
     python research/probes/probe_plus.py table        # beside candidates a .. e
 
 Candidates a .. e of research/sae-plus-probes.md stack auto-encoders, one per
-layer.  This one has a single mean-scale hyperprior model (sae.meanscale)
+layer.  This one has a single mean-scale hyperprior model (sae.entropy.meanscale)
 whose latent y every layer refines: layer k quantizes y - mean at step
 STEPS[k] (9, 3, 1), and a bin of step 3s is exactly three bins of step s,
 so each layer says which third of the layer below's bin y is in (the
@@ -26,8 +26,8 @@ the finest rung's loss alone, a single-rate model, and codes the coarser
 rungs all the same, as DPICT does.
 
 Rate: k layers are measured as y coded at STEPS[k - 1] by the Gaussians
-the side information gives (sae.meanscale's range coder), after z, in
-sae.bitstream's container with k chunks.  By the chain rule that is what
+the side information gives (sae.entropy.meanscale's range coder), after z, in
+sae.stream.bitstream's container with k chunks.  By the chain rule that is what
 coding the rungs one after another costs (each third chosen with the
 Gaussian restricted to its parent bin), up to the range coder's few bytes
 of flush per layer; the layered coder itself is not written yet.
@@ -55,13 +55,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import probe_plus  # noqa: E402
-from sae import bitstream, data, losses  # noqa: E402
+from sae.stream import bitstream  # noqa: E402
+from sae.train import data
+from sae.models import losses
 from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
-from sae.layer import LayerCodec  # noqa: E402
-from sae.meanscale import (MeanScaleCodec, gaussian_model,  # noqa: E402
+from sae.entropy.layer import LayerCodec  # noqa: E402
+from sae.entropy.meanscale import (MeanScaleCodec, gaussian_model,  # noqa: E402
                            index_at_step)
-from sae.model import to_uint8  # noqa: E402
-from sae.transforms import (SynthesisTransform, latent_shape,  # noqa: E402
+from sae.models.model import to_uint8  # noqa: E402
+from sae.models.transforms import (SynthesisTransform, latent_shape,  # noqa: E402
                             pad_to_stride)
 
 # Candidate names of some --rung-weights; others are named by their weights.

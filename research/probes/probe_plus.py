@@ -13,11 +13,11 @@ trained is reused, so candidates sharing a base (b, c, d) share its run.
 Every candidate sees the same crops: one seed, one crop size and batch.
 Interrupted runs resume from the last checkpoint (saved every few minutes
 and on Ctrl-C / SIGTERM).  Data: every 16th image of --corpus (sorted, as
-sae.data.validation_batches picks) is held out for validation; training
+sae.train.data.validation_batches picks) is held out for validation; training
 crops come from the others.
 
 ``evaluate`` codes the held-out images and Kodak, each image at its own size,
-through the real range coder and sae.bitstream's container: bpp from the
+through the real range coder and sae.stream.bitstream's container: bpp from the
 file's bytes, PSNR-RGB of the decoded 8-bit image, encode and decode seconds.
 ``table`` prints the markdown table of every evaluated candidate with BD-rates
 against a-cascade and b-meanscale.  ``speed`` times training steps at other sizes (random
@@ -41,7 +41,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from research.probes import plus_candidates as plus  # noqa: E402
-from sae import bdrate, bitstream, data, metrics  # noqa: E402
+from sae.eval import bdrate, metrics  # noqa: E402
+from sae.stream import bitstream
+from sae.train import data
 from sae.config import PAPER_LAYERS, layer_name  # noqa: E402
 from sae.fileio import atomic_write  # noqa: E402
 
@@ -285,7 +287,7 @@ def cmd_table(args):
           f"| {v['psnr'][k]:.2f} | {kd['bpp'][k]:.4f} | {kd['psnr'][k]:.2f} "
           f"| {kd['encode_s'][k]:.3f} | {kd['decode_s'][k]:.3f} |")
   print("\n".join(lines))
-  # Two or three points per curve: linear or quadratic fits (sae.bdrate).
+  # Two or three points per curve: linear or quadratic fits (sae.eval.bdrate).
   # Against the baseline, and against b, which shares c's and d's base.
   for anchor_name in (ANCHOR, SAME_BASE_ANCHOR):
     if anchor_name not in results:

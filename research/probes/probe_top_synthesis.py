@@ -13,7 +13,7 @@ analysis's.  The analysis and prior stay frozen; the latent is the one the
 decoder has at the top step (hard-quantized, as the top's own synthesis
 was trained), so the rate is fixed and the loss is the MSE.  Adam at
 --learning-rate, x0.1 after 80 % of the steps, batches of 8 random crops
-(sae.data); --seed fixes the crops and the new synthesis's initial
+(sae.train.data); --seed fixes the crops and the new synthesis's initial
 weights.
 
 Every --validate-every steps it appends to OUT/val.csv the PSNR of the
@@ -39,12 +39,15 @@ import sae  # noqa: E402,F401  before tensorflow: its oneDNN default
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sae import checkpoints, data, metrics, trits  # noqa: E402
-from sae.cli import guarded  # noqa: E402
+from sae import checkpoints  # noqa: E402
+from sae.train import data
+from sae.eval import metrics
+from sae.entropy import trits
+from sae.cli.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 from sae.fileio import write_json  # noqa: E402
-from sae.model import to_uint8  # noqa: E402
-from sae.transforms import SynthesisTransform  # noqa: E402
+from sae.models.model import to_uint8  # noqa: E402
+from sae.models.transforms import SynthesisTransform  # noqa: E402
 
 BATCH_SIZE = 8
 DECAY_AT = 0.8  # of the steps, then x0.1

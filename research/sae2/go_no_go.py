@@ -7,7 +7,7 @@ For each held-out photograph (train_top.py's split: never a training crop),
 whole and at its own size, the single-rate model's rate (the entropy
 model's estimate, bits of z and of y at step 1), its PSNR, and its floor:
 the synthesis fed the unquantized latent.  JPEG 2000 (OpenJPEG, one quality
-layer, sae.classical.Jpeg2000) is coded at each image's rate, with real
+layer, sae.eval.classical.Jpeg2000) is coded at each image's rate, with real
 bytes.  Printed: the means, the rate per latent channel (the top layer's
 bits spread over the 320 channels: how many carry the rate), and the
 decision: go when the model's mean PSNR is at least JPEG 2000's at the same
@@ -39,8 +39,9 @@ def main(argv=None):
   p.add_argument("--corpus", required=True)
   p.add_argument("--limit", type=int, default=None)
   args = p.parse_args(argv)
-  from sae import classical, images
-  from sae.transforms import pad_to_stride
+  from sae.eval import classical
+  from sae import images
+  from sae.models.transforms import pad_to_stride
 
   model = WideModel()
   tf.train.Checkpoint(**model.checkpoint_objects()).read(
