@@ -7,14 +7,15 @@
     decoder.close()                        # refuses a stream that ended early
 
 Each layer is decoded once, on top of the float sum the layers below it left
-(``ScalableAutoEncoder.refine``), so decoding 1, then 2, .., k layers costs
+(``LayeredModel.refine``), so decoding 1, then 2, .., k layers costs
 about what one k-layer decode costs, and the image after k layers is the one
 ``codec.decode(model, data, k)`` gives, pixel for pixel.
 
-A nested model (sae.models.nested) decodes any prefix with one synthesis, so each
-completed layer goes through ``codec.decode`` of the layers so far: the
-base's payload and the trits below are decoded again, then one synthesis
-runs.
+Each family decides what "on top of" means (its ``_refine``): a cascade
+adds the new layer's reconstruction to the sum; a nested model
+(sae.models.nested), whose prefix decodes by one synthesis, decodes the
+base's payload and the trits below again, then runs the new layer's
+synthesis.
 
 Version-1 (legacy) streams hold tensorflow-compression range codes, whose
 decoder has no bound on hostile input; sae.codec decodes them under a
@@ -55,7 +56,7 @@ class ProgressiveDecoder:
   """Fed a stream's bytes in pieces; decodes each layer once it is complete.
 
   Args:
-    model: a ScalableAutoEncoder prepared for coding.
+    model: a LayeredModel prepared for coding.
     max_pixels: refuse headers that declare more pixels (default: anything
       the format allows).
 
@@ -161,23 +162,22 @@ class ProgressiveDecoder:
     self._payloads.append(payload)
     self._weights_ids.append(weights_id)
     self._bytes += chunk_bytes
-    if (header.version >= INCREMENTAL_VERSION
-        and self._model.decodes_incrementally):
-      self.image = self._refine(k, payload)
+    if header.version >= INCREMENTAL_VERSION:
+      self.image = self._refine(k)
     else:
       prefix = bitstream.pack(header.height, header.width, self._payloads,
                               self._weights_ids, header.version)
       self.image = codec.decode(self._model, prefix, k + 1)
     return Step(k + 1, header.layers, self.image, self._bytes)
 
-  def _refine(self, k, payload) -> np.ndarray:
+  def _refine(self, k) -> np.ndarray:
     header = self._header
     if self._total is None:
       self._total = tf.zeros((1, padded_size(header.height),
                               padded_size(header.width), 3), tf.float32)
     try:
       self._total, image = self._model.refine(
-          tf.constant(k, tf.int32), tf.constant([payload], tf.string),
+          tf.constant(k, tf.int32), tf.constant(self._payloads, tf.string),
           tf.constant([header.height, header.width], tf.int32), self._total)
     except tf.errors.InvalidArgumentError:
       raise InputError(f"layer {k + 1} does not decode with these "

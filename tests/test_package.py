@@ -75,9 +75,9 @@ def test_the_command_line_imports_no_extra():
 
 
 @pytest.mark.parametrize("command, missing, extra", [
-    ("from sae import commands; sys.exit(commands.main(['serve', '.']))",
+    ("from sae.cli import commands; sys.exit(commands.main(['serve', '.']))",
      "starlette and uvicorn", "serve"),
-    ("from sae import plots; sys.exit(plots.main(['--figs-dir', sys.argv[1]]))",
+    ("from sae.eval import plots; sys.exit(plots.main(['--figs-dir', sys.argv[1]]))",
      "matplotlib", "plot"),
 ])
 def test_a_command_without_its_extra_says_how_to_install_it(

@@ -27,7 +27,7 @@ usage="usage: tools/publish_model.sh mse|ms-ssim|FAMILY [--from DIR] [--note TEX
 refuse() { echo "error: $1" >&2; exit 2; }
 # One list of families: the registry's (no TensorFlow is imported).
 other_family() {
-  (cd "$(dirname "$0")/.." && python -c 'import sys; from sae import families
+  (cd "$(dirname "$0")/.." && python -c 'import sys; from sae.models import families
 sys.exit(sys.argv[1] == "sae" or sys.argv[1] not in families.FAMILIES)' "$1")
 }
 model=${1:-}
