@@ -17,11 +17,8 @@ adds the new layer's reconstruction to the sum; a nested model
 base's payload and the trits below again, then runs the new layer's
 synthesis.
 
-Version-1 (legacy) streams hold tensorflow-compression range codes, whose
-decoder has no bound on hostile input; sae.codec decodes them under a
-deadline, one whole prefix at a time.  For them each completed layer goes
-through ``codec.decode`` of the layers so far: the same images, bounded, but
-the layers below are decoded again (1 + 2 + .. + k layer decodes).
+A layer of a version-1 (legacy) stream is turned into version 2 by
+sae.stream.legacy first, under its deadline.
 
 Nothing is decoded before a chunk is complete and its checksum verified;
 consumed bytes are dropped, so memory holds one chunk and the float sum.
@@ -32,15 +29,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from sae.stream import bitstream
 from sae import codec
 from sae.errors import InputError
 from sae.models.transforms import padded_size
-
-# Streams of this version have payloads that the layer codecs decode
-# one at a time (LayerCodec.decompress_latent); older ones go through
-# codec.decode.
-INCREMENTAL_VERSION = 2
+from sae.stream import bitstream, legacy
 
 
 class Step(NamedTuple):
@@ -95,7 +87,7 @@ class ProgressiveDecoder:
 
     Raises:
       InputError: not a stream, a corrupted layer, other weights, too many
-        pixels, bytes after the last layer; codec.DecodeTimeout for a
+        pixels, bytes after the last layer; legacy.DecodeTimeout for a
         hostile version-1 layer.
     """
     if self._error is not None:
@@ -146,9 +138,6 @@ class ProgressiveDecoder:
 
   def _start(self, header) -> None:
     bitstream.check_pixels(header.height, header.width, self._max_pixels)
-    if header.version not in self._model.stream_versions:
-      raise InputError(f"stream version {header.version} cannot hold this "
-                       "model family's layers")
     self._header = header
     self._bytes = bitstream.HEADER_BYTES
     del self._pending[:bitstream.HEADER_BYTES]
@@ -159,15 +148,11 @@ class ProgressiveDecoder:
       raise InputError(f"stream has {header.layers} layers, the weights only "
                        f"{self._model.num_layers}")
     codec.check_ids(self._model, self._weights_ids + [weights_id])
+    payload = legacy.upgrade_layer(self._model, header, k, payload)
     self._payloads.append(payload)
     self._weights_ids.append(weights_id)
     self._bytes += chunk_bytes
-    if header.version >= INCREMENTAL_VERSION:
-      self.image = self._refine(k)
-    else:
-      prefix = bitstream.pack(header.height, header.width, self._payloads,
-                              self._weights_ids, header.version)
-      self.image = codec.decode(self._model, prefix, k + 1)
+    self.image = self._refine(k)
     return Step(k + 1, header.layers, self.image, self._bytes)
 
   def _refine(self, k) -> np.ndarray:

@@ -19,7 +19,6 @@ def test_the_family_builds_a_nested_model_of_four_steps():
   model = nested_model()
   assert isinstance(model, NestedAutoEncoder)
   assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
-  assert model.stream_versions == (2,)
 
 
 @pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])

@@ -163,7 +163,7 @@ def _coding_setup():
   return codec
 
 
-# Set when a decoding thread was left running (sae.codec.DecodeTimeout).
+# Set when a decoding thread was left running (legacy.DecodeTimeout).
 _abandoned_thread = False
 
 
@@ -280,12 +280,13 @@ def decompress(args) -> int:
   bitstream.check_layers(num_layers, stream.num_layers)
   codec = _coding_setup()
   from sae import images as image_io
+  from sae.stream import legacy
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
   model = cached_model(_weights_root(args.weights), num_layers,
                      expect_ids=stream.weights_ids[:num_layers])
   try:
     image = codec.decode(model, data, num_layers, max_pixels=args.max_pixels)
-  except codec.DecodeTimeout:
+  except legacy.DecodeTimeout:
     _abandoned_thread = True
     raise
   image_io.save_png(image, args.output)
@@ -321,6 +322,7 @@ def _decompress_files(args) -> int:
                                ".png", args.force)
   codec = _coding_setup()
   from sae import images
+  from sae.stream import legacy
   model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
 
   def read(job):
@@ -336,7 +338,7 @@ def _decompress_files(args) -> int:
     data, note = read_out
     try:
       image = codec.decode(model, data, args.layers, max_pixels=args.max_pixels)
-    except codec.DecodeTimeout:
+    except legacy.DecodeTimeout:
       _abandoned_thread = True  # exit without waiting for its thread
       raise
     images.save_png(image, job.target)

@@ -91,14 +91,6 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
   def num_layers(self) -> int:
     return len(self.codecs)
 
-  @property
-  def stream_versions(self) -> tuple:
-    """Stream versions that can hold this model's layers: version 1 (tfc's
-    coder) predates the mean-scale layer."""
-    if all(s.kind == "factorized" for s in self.specs):
-      return (1, 2)
-    return (2,)
-
   def layer_validations(self, k, forward) -> dict:
     """What layer ``k``'s training validates, by row label ("" for the
     layer's own line): ``forward``, the layer's training loss (batch,
@@ -223,9 +215,9 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
   def compress(self, image, num_layers):
     """uint8 (H, W, 3) -> (strings of shape (num_layers_total,), [H, W]).
 
-    Strings at and beyond ``num_layers`` are empty.  Stream version 2.
+    Strings at and beyond ``num_layers`` are empty.
     """
-    return self._code_layers(image, num_layers, version=2)
+    return self._code_layers(image, num_layers)
 
   # The same functions for images of one band (fits_one_band): a fresh
   # process traces and optimizes about half the graph, since the banded
@@ -237,24 +229,15 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
   def compress_one_band(self, image, num_layers):
     """``compress`` of an image that fits_one_band."""
     with tf.control_dependencies([self._check_one_band(tf.shape(image)[:2])]):
-      return self._code_layers(image, num_layers, version=2, one_band=True)
+      return self._code_layers(image, num_layers, one_band=True)
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_one_band(self, strings, image_shape):
     """``decompress`` of an image that fits_one_band."""
     with tf.control_dependencies([self._check_one_band(image_shape)]):
-      return to_uint8(self._decode_layers(strings, image_shape, version=2,
+      return to_uint8(self._decode_layers(strings, image_shape,
                                           one_band=True))
-
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)])
-  def compress_v1(self, image, num_layers):
-    """``compress`` in stream version 1, for tests of legacy streams."""
-    if 1 not in self.stream_versions:  # traced all the same (SavedModels)
-      with tf.control_dependencies([_refuse_version_1(num_layers)]):
-        return tf.fill([self.num_layers], ""), tf.shape(image)[:2]
-    return self._code_layers(image, num_layers, version=1)
 
   @tf.function(autograph=False, input_signature=[
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
@@ -266,29 +249,19 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
       tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
   def decompress_float(self, strings, image_shape):
     """As ``decompress`` but the unclipped float sum, cropped."""
-    return self._decode_layers(strings, image_shape, version=2)
-
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec((None,), tf.string), tf.TensorSpec((2,), tf.int32)])
-  def decompress_v1(self, strings, image_shape):
-    """``decompress`` for stream version 1, whose range decoder has no bound
-    on hostile input: sae.codec runs it under a deadline."""
-    if 1 not in self.stream_versions:
-      with tf.control_dependencies([_refuse_version_1(tf.size(strings))]):
-        return tf.zeros(tf.concat([image_shape, [3]], 0), tf.uint8)
-    return to_uint8(self._decode_layers(strings, image_shape, version=1))
+    return self._decode_layers(strings, image_shape)
 
   @abc.abstractmethod
-  def _code_layers(self, image, num_layers, version, one_band=False):
+  def _code_layers(self, image, num_layers, one_band=False):
     """uint8 (H, W, 3) -> (one string per layer, empty from ``num_layers``
     on; [H, W])."""
 
-  def _decode_layers(self, strings, image_shape, version, one_band=False):
-    padded = self._decode_padded(strings, image_shape, version, one_band)
+  def _decode_layers(self, strings, image_shape, one_band=False):
+    padded = self._decode_padded(strings, image_shape, one_band)
     return padded[0, :image_shape[0], :image_shape[1], :]
 
   @abc.abstractmethod
-  def _decode_padded(self, strings, image_shape, version, one_band=False):
+  def _decode_padded(self, strings, image_shape, one_band=False):
     """The strings of a prefix -> its float image, (1, H', W', 3) padded to
     the stride."""
 
@@ -305,7 +278,7 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
 
     Args:
       k: layer index, 0 for the base.
-      strings: the payloads of layers 0..k (stream version 2).
+      strings: the payloads of layers 0..k.
       image_shape: [H, W] of the image.
       total: refine's first output for layers 0..k-1 (zeros for k = 0):
         (1, H', W', 3), H' and W' the image size rounded up to the stride.
@@ -323,16 +296,6 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
   @abc.abstractmethod
   def _refine(self, k, strings, image_shape, total):
     """refine's padded float image (``k`` a tensor below num_layers)."""
-
-
-def _refuse_version_1(value):
-  """An op that fails when run (never when traced: a SavedModel traces
-  every function): stream version 1 predates the mean-scale layers.
-  ``value``, any int32 scalar of the call, keeps the check off the
-  static path."""
-  return tf.debugging.Assert(
-      tf.equal(value, -1),
-      ["stream version 1 cannot hold this model family's layers"])
 
 
 def to_uint8(x):

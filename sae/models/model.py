@@ -90,16 +90,14 @@ class ScalableAutoEncoder(LayeredModel):
 
     return lower
 
-  def _decode_padded(self, strings, image_shape, version, one_band=False):
+  def _decode_padded(self, strings, image_shape, one_band=False):
     hw = latent_shape(image_shape)
     n = tf.shape(strings)[0]
     total = tf.zeros(tf.concat([[1], hw * 16, [3]], 0))
     for k, codec in enumerate(self.codecs):
-      decode_latent = (codec.decompress_latent if version == 2 else
-                       codec.decompress_latent_v1)
 
-      def decode(decode_latent=decode_latent, codec=codec, total=total, k=k):
-        y_hat = decode_latent(strings[k:k + 1], hw)
+      def decode(codec=codec, total=total, k=k):
+        y_hat = codec.decompress_latent(strings[k:k + 1], hw)
         return total + self._synthesize(codec, y_hat, one_band)
 
       total = tf.cond(k < n, decode, lambda total=total: total)
@@ -119,7 +117,7 @@ class ScalableAutoEncoder(LayeredModel):
       out.append(total[:, :tf.shape(x)[1], :tf.shape(x)[2], :])
     return out
 
-  def _code_layers(self, image, num_layers, version, one_band=False):
+  def _code_layers(self, image, num_layers, one_band=False):
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     total = tf.zeros_like(x)
     strings = []
@@ -127,7 +125,7 @@ class ScalableAutoEncoder(LayeredModel):
 
       def code(codec=codec, total=total, k=k):
         y = self._analyze(codec, x - total, one_band)
-        string, y_hat = codec.encode_latent(y, version)
+        string, y_hat = codec.encode_latent(y)
         # The layers above code what this one leaves; after the last coded
         # layer nothing needs the reconstruction.
         above = tf.cond(

@@ -203,9 +203,7 @@ class NestedAutoEncoder(LayeredModel):
   # Coding: LayeredModel's compress / decompress (and their one-band forms)
   # and refine call these.
 
-  def _code_layers(self, image, num_layers, version, one_band=False):
-    if version != 2:
-      raise ValueError("the nested family codes stream version 2 only")
+  def _code_layers(self, image, num_layers, one_band=False):
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     y = self._analyze(self.base, x, one_band)
     string, symbols, mean, index = self.base.encode_symbols(y, self.steps[0])
@@ -241,9 +239,7 @@ class NestedAutoEncoder(LayeredModel):
       symbols = tf.cond(k < n, decode, lambda s=symbols: s)
     return symbols, mean, n - 1
 
-  def _decode_padded(self, strings, image_shape, version, one_band=False):
-    if version != 2:
-      raise ValueError("the nested family codes stream version 2 only")
+  def _decode_padded(self, strings, image_shape, one_band=False):
     symbols, mean, top = self._decode_symbols(strings, latent_shape(image_shape))
     y_hat = symbols * tf.gather(self.steps, top) + mean
     return tf.switch_case(top, [
@@ -254,7 +250,7 @@ class NestedAutoEncoder(LayeredModel):
     """A prefix decodes by one synthesis: layers 0..k decoded again, the
     image below not needed."""
     del total
-    return self._decode_padded(strings[:k + 1], image_shape, version=2)
+    return self._decode_padded(strings[:k + 1], image_shape)
 
   def reconstructions(self, x):
     """The decoder's image for each prefix of the layers (tests)."""

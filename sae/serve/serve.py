@@ -242,7 +242,8 @@ def _worker_main(conn, weights, log_level):
     conn.send(("failed", " ".join(str(e).split()) or type(e).__name__))
     return
   conn.send(("ready", model.num_layers))
-  timeout_error = getattr(codec, "DecodeTimeout", ())
+  from sae.stream import legacy
+  timeout_error = legacy.DecodeTimeout
   while True:
     try:
       data, k = conn.recv()
@@ -277,9 +278,8 @@ def _warm_up(model) -> None:
       decompress(strings, shape)
     except tf.errors.InvalidArgumentError:
       pass  # refused, as it should be: the graph ran
-  legacy = getattr(model, "decompress_v1", None)
-  if legacy is not None:
-    legacy.get_concrete_function()
+  from sae.stream import legacy
+  legacy.warm_up(model)
 
 
 def _exit_with_parent():
