@@ -53,13 +53,26 @@ def decode(model, data: bytes, num_layers=None, max_pixels=None) -> np.ndarray:
   if num_layers is None:
     num_layers = stream.num_layers
   bitstream.check_layers(num_layers, stream.num_layers)
-  if num_layers > model.num_layers:
-    raise InputError(f"stream has {num_layers} layers, the weights only "
-                     f"{model.num_layers}")
-  check_ids(model, stream.weights_ids[:num_layers])
-  stream = legacy.upgrade(model, stream._replace(
-      payloads=stream.payloads[:num_layers],
-      weights_ids=stream.weights_ids[:num_layers]))
+  return decode_stream(model, stream.prefix(num_layers))
+
+
+def decode_stream(model, stream: bitstream.Stream,
+                  weights_root=None) -> np.ndarray:
+  """A parsed stream (sae.stream.bitstream.unpack, its pixels and layer
+  count checked by the caller) -> uint8 HxWx3 of all its layers: what
+  decode does after parsing, for callers that parsed the stream already.
+  ``weights_root``: the weights folder, named in the error when the
+  stream's ids are not the model's.
+
+  Raises:
+    InputError: more layers than the weights, other weights, a payload
+      that does not decode; legacy.DecodeTimeout.
+  """
+  if stream.num_layers > model.num_layers:
+    raise InputError(f"stream has {stream.num_layers} layers, the weights "
+                     f"only {model.num_layers}")
+  check_ids(model, stream.weights_ids, weights_root)
+  stream = legacy.upgrade(model, stream)
   strings = tf.constant(list(stream.payloads), tf.string)
   shape = tf.constant([stream.height, stream.width], tf.int32)
   decompress = (model.decompress_one_band

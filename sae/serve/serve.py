@@ -489,9 +489,7 @@ class Server:
     key = ("file", entry.stamp, k)
     hit = self.cache.get(key)
     if hit is None:
-      stream = entry.stream
-      data = bitstream.repack(stream._replace(
-          payloads=stream.payloads[:k], weights_ids=stream.weights_ids[:k]))
+      data = bitstream.repack(entry.stream.prefix(k))
       hit = (data, _etag(data))
       self.cache.put(key, hit, len(data))
     return hit
