@@ -60,13 +60,19 @@ def _worker(conn, weights, seed, version):
   import numpy as np
   from sae import codec
   from sae.errors import InputError
+  from sae.stream import legacy
+
+  def encode(model, image, layers):
+    if version == legacy.VERSION:
+      return legacy.encode(model, image, layers)
+    return codec.encode(model, image, layers)
   model = _load(weights, seed)
   rng = np.random.default_rng(seed)
   streams = []
   for i, (h, w) in enumerate(IMAGE_SIZES):
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    streams.append(codec.encode(model, image, 1 + i % model.num_layers, version))
-    streams.append(codec.encode(model, image, model.num_layers, version))
+    streams.append(encode(model, image, 1 + i % model.num_layers))
+    streams.append(encode(model, image, model.num_layers))
   for stream in streams:  # trace decompress: timing starts warm
     codec.decode(model, stream)
   conn.send(("ready", streams, model.num_layers))
@@ -78,7 +84,7 @@ def _worker(conn, weights, seed, version):
     t0 = time.perf_counter()
     try:
       image = codec.decode(model, data, num_layers)
-    except codec.DecodeTimeout as e:
+    except legacy.DecodeTimeout as e:
       # The decoding thread may spin on: this worker is done.
       conn.send(("refused", f"deadline: {e}", time.perf_counter() - t0))
       conn.close()

@@ -20,9 +20,15 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import sae  # noqa: E402,F401  before tensorflow (oneDNN default)
-from sae.stream import bitstream  # noqa: E402
+from sae.stream import bitstream, legacy  # noqa: E402
 from sae import checkpoints, codec, images
 from sae.eval import kodak
+
+
+# Since #40 version 1 is written by sae.stream.legacy (the version-2 latents
+# recoded with tfc's coder) and read by turning it into version 2 first:
+# its times now include that recoding.
+ENCODERS = {1: legacy.encode, 2: codec.encode}
 
 
 def main(argv=None):
@@ -45,7 +51,7 @@ def main(argv=None):
   times = {(what, v): [] for what in ("encode", "decode") for v in (1, 2)}
   for path in paths:
     image = images.load_image(path)
-    streams = {v: codec.encode(model, image, n, version=v) for v in (1, 2)}
+    streams = {v: ENCODERS[v](model, image, n) for v in (1, 2)}
     for v in (1, 2):
       size[v] += len(streams[v])
     old, new = (bitstream.unpack(streams[v]).payloads for v in (1, 2))
@@ -56,7 +62,7 @@ def main(argv=None):
     for _ in range(args.repeats):
       for v in (1, 2):
         t0 = time.perf_counter()
-        codec.encode(model, image, n, version=v)
+        ENCODERS[v](model, image, n)
         times["encode", v].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         codec.decode(model, streams[v])

@@ -47,7 +47,7 @@ def measure(k, args):
   step = train_steps.make_train_step(
       forward, variables, optimizer, tf.distribute.get_strategy(),
       args.batch_size, jit_compile=args.jit)
-  if k and model.codes_residuals and not args.lower_per_crop:
+  if k and model.lower_of_image(k) is not None and not args.lower_per_crop:
     dataset = data.residual_training_dataset(
         args.corpus, args.patch_size, args.batch_size, model.lower_of_image(k))
   else:

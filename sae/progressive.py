@@ -7,20 +7,18 @@
     decoder.close()                        # refuses a stream that ended early
 
 Each layer is decoded once, on top of the float sum the layers below it left
-(``ScalableAutoEncoder.refine``), so decoding 1, then 2, .., k layers costs
+(``LayeredModel.refine``), so decoding 1, then 2, .., k layers costs
 about what one k-layer decode costs, and the image after k layers is the one
 ``codec.decode(model, data, k)`` gives, pixel for pixel.
 
-A nested model (sae.models.nested) decodes any prefix with one synthesis, so each
-completed layer goes through ``codec.decode`` of the layers so far: the
-base's payload and the trits below are decoded again, then one synthesis
-runs.
+Each family decides what "on top of" means (its ``_refine``): a cascade
+adds the new layer's reconstruction to the sum; a nested model
+(sae.models.nested), whose prefix decodes by one synthesis, decodes the
+base's payload and the trits below again, then runs the new layer's
+synthesis.
 
-Version-1 (legacy) streams hold tensorflow-compression range codes, whose
-decoder has no bound on hostile input; sae.codec decodes them under a
-deadline, one whole prefix at a time.  For them each completed layer goes
-through ``codec.decode`` of the layers so far: the same images, bounded, but
-the layers below are decoded again (1 + 2 + .. + k layer decodes).
+A layer of a version-1 (legacy) stream is turned into version 2 by
+sae.stream.legacy first, under its deadline.
 
 Nothing is decoded before a chunk is complete and its checksum verified;
 consumed bytes are dropped, so memory holds one chunk and the float sum.
@@ -31,15 +29,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from sae.stream import bitstream
 from sae import codec
 from sae.errors import InputError
 from sae.models.transforms import padded_size
-
-# Streams of this version have payloads that the layer codecs decode
-# one at a time (LayerCodec.decompress_latent); older ones go through
-# codec.decode.
-INCREMENTAL_VERSION = 2
+from sae.stream import bitstream, legacy
 
 
 class Step(NamedTuple):
@@ -55,7 +48,7 @@ class ProgressiveDecoder:
   """Fed a stream's bytes in pieces; decodes each layer once it is complete.
 
   Args:
-    model: a ScalableAutoEncoder prepared for coding.
+    model: a LayeredModel prepared for coding.
     max_pixels: refuse headers that declare more pixels (default: anything
       the format allows).
 
@@ -94,7 +87,7 @@ class ProgressiveDecoder:
 
     Raises:
       InputError: not a stream, a corrupted layer, other weights, too many
-        pixels, bytes after the last layer; codec.DecodeTimeout for a
+        pixels, bytes after the last layer; legacy.DecodeTimeout for a
         hostile version-1 layer.
     """
     if self._error is not None:
@@ -145,9 +138,6 @@ class ProgressiveDecoder:
 
   def _start(self, header) -> None:
     bitstream.check_pixels(header.height, header.width, self._max_pixels)
-    if header.version not in self._model.stream_versions:
-      raise InputError(f"stream version {header.version} cannot hold this "
-                       "model family's layers")
     self._header = header
     self._bytes = bitstream.HEADER_BYTES
     del self._pending[:bitstream.HEADER_BYTES]
@@ -158,26 +148,21 @@ class ProgressiveDecoder:
       raise InputError(f"stream has {header.layers} layers, the weights only "
                        f"{self._model.num_layers}")
     codec.check_ids(self._model, self._weights_ids + [weights_id])
+    payload = legacy.upgrade_layer(self._model, header, k, payload)
     self._payloads.append(payload)
     self._weights_ids.append(weights_id)
     self._bytes += chunk_bytes
-    if (header.version >= INCREMENTAL_VERSION
-        and self._model.decodes_incrementally):
-      self.image = self._refine(k, payload)
-    else:
-      prefix = bitstream.pack(header.height, header.width, self._payloads,
-                              self._weights_ids, header.version)
-      self.image = codec.decode(self._model, prefix, k + 1)
+    self.image = self._refine(k)
     return Step(k + 1, header.layers, self.image, self._bytes)
 
-  def _refine(self, k, payload) -> np.ndarray:
+  def _refine(self, k) -> np.ndarray:
     header = self._header
     if self._total is None:
       self._total = tf.zeros((1, padded_size(header.height),
                               padded_size(header.width), 3), tf.float32)
     try:
       self._total, image = self._model.refine(
-          tf.constant(k, tf.int32), tf.constant([payload], tf.string),
+          tf.constant(k, tf.int32), tf.constant(self._payloads, tf.string),
           tf.constant([header.height, header.width], tf.int32), self._total)
     except tf.errors.InvalidArgumentError:
       raise InputError(f"layer {k + 1} does not decode with these "

@@ -111,7 +111,7 @@ def test_the_joint_phase_fine_tunes_every_nested_layer_into_a_model_that_codes(
   import train_el2
   import train_el3
   import train_joint
-  from sae.models.model import to_uint8
+  from sae.models.base import to_uint8
   from tests.tiny import random_image
   corpus, ckpt = trained_through_the_scripts(
       tmp_path_factory.mktemp("nested-joint"), "sae-nested")

@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from sae import codec as sae_codec
-from sae.models.model import ScalableAutoEncoder, to_uint8
+from sae.models.base import to_uint8
+from sae.models.model import ScalableAutoEncoder
 from tests.tiny import random_image, tiny_model, tiny_specs
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from sae import checkpoints
 from sae.models.families import build_model
-from sae.models.model import to_uint8
+from sae.models.base import to_uint8
 from sae.models.nested import NestedAutoEncoder
 from tests.tiny import nested_config, nested_model, random_image, write_corpus
 
@@ -19,8 +19,6 @@ def test_the_family_builds_a_nested_model_of_four_steps():
   model = nested_model()
   assert isinstance(model, NestedAutoEncoder)
   assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
-  assert model.stream_versions == (2,)
-  assert not model.decodes_incrementally
 
 
 @pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
@@ -76,7 +74,7 @@ def test_base_training_codes_the_crops_at_the_layers_steps_in_turn():
   # Eight copies of one crop: each layer's step twice, crop b as b + 4.
   model = nested_model()
   x = tf.repeat(tf.cast(random_image(32, 32, seed=6), tf.float32)[None], 8, 0)
-  at_step = [float(model.forward_rung(x, r).bpp[0]) for r in range(4)]
+  at_step = [float(model.at_rung(x, r).bpp[0]) for r in range(4)]
   assert at_step == sorted(at_step) and len(set(at_step)) == 4
   for _ in range(3):  # from a random layer
     bpp = model.forward(x, 0, training=False).bpp.numpy()
@@ -142,7 +140,7 @@ def test_the_base_finishes_by_training_its_synthesis_alone():
   assert all(g is not None for g in grads[:len(synthesis)])
   assert all(g is None for g in grads[len(synthesis):])
   # It decodes what the coder sends: the base's rate, hard-quantized.
-  np.testing.assert_allclose(out.bpp, model.forward_rung(x, 0, False).bpp,
+  np.testing.assert_allclose(out.bpp, model.at_rung(x, 0, False).bpp,
                              rtol=1e-5)
   # The prior no longer trains: its offset is computed once, the same.
   finish.start()
@@ -238,3 +236,29 @@ def test_the_joint_phase_teaches_the_analysis_through_each_synthesis():
   top, bottom = (model.codecs[k].synthesis.trainable_variables for k in (3, 0))
   assert all(g is not None for g in tape.gradient(image, top))
   assert all(g is None for g in tape.gradient(image, bottom))
+
+
+def test_progressive_decoding_gives_each_prefix_as_decode_does():
+  """The contract's refine: a nested model decodes layer by layer through
+  the same entry point as a cascade, each step the prefix's image."""
+  from sae import codec, progressive
+  from sae.stream import bitstream
+  model = nested_model()
+  image = random_image(40, 56, seed=8)
+  strings, _ = model.compress(image, 4)
+  data = bitstream.pack(40, 56, list(strings.numpy()), model.weights_ids())
+  steps = list(progressive.decode_progressively(
+      model, [data[i:i + 64] for i in range(0, len(data), 64)]))
+  assert [s.layers for s in steps] == [1, 2, 3, 4]
+  for step in steps:
+    np.testing.assert_array_equal(step.image,
+                                  codec.decode(model, data, step.layers))
+
+
+def test_every_family_fulfils_the_contract():
+  import inspect
+  from sae.models import base, families
+  for name in families.FAMILIES:
+    cls = families.get(name).model_class()
+    assert issubclass(cls, base.LayeredModel)
+    assert not inspect.isabstract(cls), name

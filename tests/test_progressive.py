@@ -6,7 +6,6 @@ its complete layers decode to what the truncated file decodes to, or it is
 refused cleanly; never a crash or an image of the wrong size.
 """
 
-import inspect
 import json
 
 import numpy as np
@@ -108,17 +107,6 @@ def test_each_layer_is_decoded_once_on_top_of_the_layers_below(
   steps = list(progressive.decode_progressively(
       tiny_model, [data[i:i + 50] for i in range(0, len(data), 50)]))
   assert len(steps) == 4 and refined == [0, 1, 2, 3]
-
-
-def test_legacy_streams_decode_layer_by_layer(tiny_model):
-  if "version" not in inspect.signature(codec.encode).parameters:
-    pytest.skip("this codec writes no version-1 stream")
-  x = random_image(19, 27, seed=2)
-  old = codec.encode(tiny_model, x, 3, version=1)
-  steps = list(progressive.decode_progressively(tiny_model, [old[:30], old[30:]]))
-  assert [s.layers for s in steps] == [1, 2, 3]
-  for s in steps:
-    np.testing.assert_array_equal(s.image, codec.decode(tiny_model, old, s.layers))
 
 
 def test_a_cut_stream_yields_its_complete_layers_then_refuses(tiny_model,

@@ -68,10 +68,10 @@ def test_latents_outside_the_table_round_trip_exactly(layer, outliers):
   string = layer.compress_latent(y)
   np.testing.assert_array_equal(layer.decompress_latent(string, HW),
                                 layer.quantize(y))
-  # The legacy format codes the same values with tfc's escape.
+  # The legacy format (sae.stream.legacy) codes the same values with tfc's
+  # escape.
   np.testing.assert_array_equal(
-      layer.decompress_latent_v1(layer.compress_latent_v1(y), HW),
-      layer.quantize(y))
+      layer.coder.decompress(layer.coder.compress(y), HW), layer.quantize(y))
 
 
 def test_latent_beyond_the_escape_table_is_refused(layer):

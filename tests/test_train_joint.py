@@ -11,7 +11,8 @@ import train_joint
 from sae import checkpoints
 from sae.cli import commands
 from sae.config import get_preset
-from sae.models.model import ScalableAutoEncoder, to_uint8
+from sae.models.base import to_uint8
+from sae.models.model import ScalableAutoEncoder
 from sae.errors import InputError
 from sae.train.train_joint import layer_weights
 from tests.tiny import corpus_and_weights, random_image, tiny_model, write_corpus

@@ -30,7 +30,7 @@ from sae.models import families
 from sae.eval import metrics
 from sae.entropy import trits
 from sae.config import layers_label  # noqa: E402
-from sae.models.model import to_uint8  # noqa: E402
+from sae.models.base import to_uint8  # noqa: E402
 from sae.cli.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 

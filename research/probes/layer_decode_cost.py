@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 from sae.models import families  # noqa: E402
 from sae.entropy.meanscale import HYPER_STRIDE, MeanScaleCodec  # noqa: E402
-from sae.models.model import CODECS  # noqa: E402
+from sae.models.base import CODECS  # noqa: E402
 from sae.models.transforms import TOTAL_STRIDE  # noqa: E402
 
 

@@ -62,7 +62,7 @@ from sae.config import PAPER_LAYERS, LayerSpec, layer_name  # noqa: E402
 from sae.entropy.layer import LayerCodec  # noqa: E402
 from sae.entropy.meanscale import (MeanScaleCodec, gaussian_model,  # noqa: E402
                            index_at_step)
-from sae.models.model import to_uint8  # noqa: E402
+from sae.models.base import to_uint8  # noqa: E402
 from sae.models.transforms import (SynthesisTransform, latent_shape,  # noqa: E402
                             pad_to_stride)
 

@@ -46,7 +46,7 @@ from sae.entropy import trits
 from sae.cli.cli import guarded  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 from sae.fileio import write_json  # noqa: E402
-from sae.models.model import to_uint8  # noqa: E402
+from sae.models.base import to_uint8  # noqa: E402
 from sae.models.transforms import SynthesisTransform  # noqa: E402
 
 BATCH_SIZE = 8

@@ -163,7 +163,7 @@ def _coding_setup():
   return codec
 
 
-# Set when a decoding thread was left running (sae.codec.DecodeTimeout).
+# Set when a decoding thread was left running (legacy.DecodeTimeout).
 _abandoned_thread = False
 
 
@@ -280,12 +280,14 @@ def decompress(args) -> int:
   bitstream.check_layers(num_layers, stream.num_layers)
   codec = _coding_setup()
   from sae import images as image_io
+  from sae.stream import legacy
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
-  model = cached_model(_weights_root(args.weights), num_layers,
-                     expect_ids=stream.weights_ids[:num_layers])
+  root = _weights_root(args.weights)
+  model = cached_model(root, num_layers)
   try:
-    image = codec.decode(model, data, num_layers, max_pixels=args.max_pixels)
-  except codec.DecodeTimeout:
+    # Parsed and checked once, here; the ids are checked by decode_stream.
+    image = codec.decode_stream(model, stream.prefix(num_layers), root)
+  except legacy.DecodeTimeout:
     _abandoned_thread = True
     raise
   image_io.save_png(image, args.output)
@@ -299,7 +301,8 @@ def _compress_files(args) -> int:
   jobs, skipped = folders.plan(args.input, args.output, IMAGE_SUFFIXES,
                                STREAM_SUFFIX, args.force)
   codec = _coding_setup()
-  model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
+  root = _weights_root(args.weights)
+  model = cached_model(root, args.layers) if jobs else None
   num_layers = args.layers or (model.num_layers if model else 0)
 
   def read(job):
@@ -321,7 +324,9 @@ def _decompress_files(args) -> int:
                                ".png", args.force)
   codec = _coding_setup()
   from sae import images
-  model = cached_model(_weights_root(args.weights), args.layers) if jobs else None
+  from sae.stream import legacy
+  root = _weights_root(args.weights)
+  model = cached_model(root, args.layers) if jobs else None
 
   def read(job):
     data, note = _read_stream(job.source), None
@@ -329,14 +334,18 @@ def _decompress_files(args) -> int:
       data, note = _complete_layers(data, args.layers)
     stream = bitstream.unpack(data)
     bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
-    return data, note
+    # --partial cut the data to the layers it decodes already.
+    num_layers = stream.num_layers if args.partial else (
+        args.layers or stream.num_layers)
+    bitstream.check_layers(num_layers, stream.num_layers)
+    return stream.prefix(num_layers), note
 
   def code(job, read_out):
     global _abandoned_thread
-    data, note = read_out
+    stream, note = read_out
     try:
-      image = codec.decode(model, data, args.layers, max_pixels=args.max_pixels)
-    except codec.DecodeTimeout:
+      image = codec.decode_stream(model, stream, root)
+    except legacy.DecodeTimeout:
       _abandoned_thread = True  # exit without waiting for its thread
       raise
     images.save_png(image, job.target)
@@ -362,9 +371,7 @@ def _complete_layers(data, wanted):
   use = min(have, wanted or have)
   why = (f"the file is cut in layer {have + 1}" if have < declared else
          "the file is complete")
-  cut = stream._replace(payloads=stream.payloads[:use],
-                        weights_ids=stream.weights_ids[:use])
-  return (bitstream.repack(cut),
+  return (bitstream.repack(stream.prefix(use)),
           f"decoded {use} of {declared} layers ({why})")
 
 
@@ -501,17 +508,17 @@ def _weights_root(arg) -> pathlib.Path:
 _MODELS = {}
 
 
-def cached_model(root, num_layers=None, expect_ids=()):
+def cached_model(root, num_layers=None):
   """The model of ``root`` with at least ``num_layers`` layers (default all).
 
-  Like sae.checkpoints.load_model, but cached per folder and process, and
-  compares ``expect_ids`` (the weights ids a stream carries) with the loaded
-  model's, which cover its weights and its range coding tables.
+  Like sae.checkpoints.load_model, but cached per folder and process (a
+  stream's weights ids are compared with the model's where it is decoded,
+  sae.codec.decode_stream).
 
   Raises:
-    InputError: no such layers, or other weights than ``expect_ids``.
+    InputError: no such layers.
   """
-  from sae import checkpoints, codec
+  from sae import checkpoints
   root = pathlib.Path(root)
   have = checkpoints.available_layers(root)
   if have == 0:
@@ -524,11 +531,8 @@ def cached_model(root, num_layers=None, expect_ids=()):
   stamp = _folder_stamp(root, have)
   cached = _MODELS.get(key)
   if cached and cached[0] == stamp and cached[1].num_layers >= needed:
-    codec.check_ids(cached[1], expect_ids, root)
     return cached[1]
-  # The ids cover the coding tables, so they are checked after building them.
   model = checkpoints.load_model(root, needed)
-  codec.check_ids(model, expect_ids, root)
   _MODELS[key] = (stamp, model)
   return model
 

@@ -215,25 +215,20 @@ class LayerCodec(CodecDigests, tf.keras.Model):
             coder.quantization_offset)
 
   def compress_latent(self, y):
-    """(1, h, w, C) latent -> (1,) string (stream version 2, sae.entropy.rangecode)."""
+    """(1, h, w, C) latent -> (1,) string (sae.entropy.rangecode)."""
     symbols = self._prior_symbols(y)
     return rangecode.encode(self._tables, symbols,
                             self._symbol_rows(tf.shape(symbols)[1]))
 
-  def encode_latent(self, y, version=2):
+  def encode_latent(self, y):
     """(1, h, w, C) latent -> ((1,) string, the latent the decoder will
     have), in one pass where the layer's coding computes both."""
-    compress = self.compress_latent if version == 2 else self.compress_latent_v1
-    return compress(y), self.quantize(y)
-
-  def compress_latent_v1(self, y):
-    """As compress_latent, in stream version 1 (tfc's overflow escape)."""
-    return self._require_coder().compress(y)
+    return self.compress_latent(y), self.quantize(y)
 
   def decompress_latent(self, string, latent_hw):
     """(1,) string and [h, w] -> (1, h, w, C) quantized latent.
 
-    Stream version 2: time bounded by h·w·C whatever the string holds.
+    Time bounded by h·w·C whatever the string holds.
 
     Raises (when run):
       tf.errors.InvalidArgumentError: the string does not decode completely.
@@ -242,14 +237,6 @@ class LayerCodec(CodecDigests, tf.keras.Model):
     symbols, consistent = rangecode.decode(
         self._tables, string, self._symbol_rows(num_symbols))
     return self._prior_values(checked(symbols, consistent), latent_hw)
-
-  def decompress_latent_v1(self, string, latent_hw):
-    """As decompress_latent, for stream version 1 (tfc's overflow escape).
-
-    tfc's decoder can loop without end on a string its encoder did not
-    write: sae.codec runs this under a deadline.
-    """
-    return self._require_coder().decompress(string, latent_hw)
 
   @property
   def weight_variables(self):

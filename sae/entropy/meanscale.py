@@ -268,13 +268,11 @@ class MeanScaleCodec(LayerCodec):
     """(1, h, w, C) latent -> (1,) string: z's part, then y's."""
     return self.encode_latent(y)[0]
 
-  def encode_latent(self, y, version=2, step=1.0):
+  def encode_latent(self, y, step=1.0):
     """As LayerCodec.encode_latent; the hyper transforms run once for both
     the string and the quantized latent.  ``step``: y is quantized at this
     step around its means instead of 1, with the same Gaussians (nested
     quantization of one latent, sae.models.nested)."""
-    if version != 2:
-      return super().encode_latent(y, version)  # refused: version 2 only
     string, symbols, mean, index = self.encode_symbols(y, step)
     return string, symbols * step + mean
 
@@ -324,9 +322,3 @@ class MeanScaleCodec(LayerCodec):
     y_symbols += tf.gather(self._gaussian_offset, rows)
     shape = tf.concat([[1], latent_hw, [self.spec.latent_channels]], 0)
     return tf.cast(tf.reshape(y_symbols, shape), tf.float32), mean, index
-
-  def compress_latent_v1(self, y):
-    raise NotImplementedError("a mean-scale layer codes stream version 2 only")
-
-  def decompress_latent_v1(self, string, latent_hw):
-    raise NotImplementedError("a mean-scale layer codes stream version 2 only")

@@ -6,7 +6,7 @@ reads it here: train_base.py's ``--family`` (choices and help), the check
 of a folder's config.json (sae.checkpoints.read_config), the model a
 folder builds, the preset a run trains, what results call the model.
 
-Adding a family: a module with its model class (a ScalableAutoEncoder,
+Adding a family: a module with its model class (a LayeredModel,
 taking the layer specs and the metric) and one entry in FAMILIES.
 
 No TensorFlow here: the command line builds its parsers and reads

@@ -29,27 +29,25 @@ Training, layer by layer as the cascade (train_base.py, train_el1.py, ..):
 - the joint phase (train_joint.py, optional) then fine-tunes the analysis,
   the prior and every synthesis on the summed loss of the prefixes.
 
-The model is a ScalableAutoEncoder whose layers are the base (a
+The model is a LayeredModel (sae.models.base) whose layers are the base (a
 MeanScaleCodec) and rungs (RungCodec): checkpoints, weights ids, stored
-tables, the container and every ``--weights`` consumer are the cascade's.
+tables, the container and every ``--weights`` consumer are every family's.
 """
 
 import tensorflow as tf
 
+from sae.config import layers_label
 from sae.models import losses
 from sae.entropy import trits
 from sae.entropy.layer import straight_through
 from sae.entropy.meanscale import gaussian_model, gaussian_rows, index_at_step
-from sae.models.model import CascadeOutput, Finish, ScalableAutoEncoder
+from sae.models.base import CascadeOutput, Finish, LayeredModel
 from sae.models.transforms import latent_shape, pad_to_stride
 
 
-class NestedAutoEncoder(ScalableAutoEncoder):
+class NestedAutoEncoder(LayeredModel):
   """The base (a MeanScaleCodec) and RungCodecs, from one LayerSpec table
   whose ``step``s shrink by 3 from layer to layer."""
-
-  codes_residuals = False  # training needs no lower reconstruction
-  decodes_incrementally = False  # a prefix decodes by one synthesis anyway
 
   def __init__(self, specs, metric="mse"):
     super().__init__(specs, metric)
@@ -145,10 +143,18 @@ class NestedAutoEncoder(ScalableAutoEncoder):
   def forward_decoded(self, x, k):
     return self.forward_synthesis(x, k, training=False)
 
-  def forward_rung(self, x, rung, training=False):
-    """The base's loss with every crop at layer ``rung``'s step: what the
-    base's training validates, one line per step."""
+  def at_rung(self, x, rung, training=False):
+    """The base's loss with every crop at layer ``rung``'s step."""
     return self._base_forward(x, tf.fill([tf.shape(x)[0]], rung), training)
+
+  def layer_validations(self, k, forward) -> dict:
+    """The base learns the latent of every layer: it validates each
+    layer's step decoded by its synthesis, one line each."""
+    if k > 0:
+      return super().layer_validations(k, forward)
+    return {layers_label(r): (lambda batch, training=True, r=r:
+                              self.at_rung(batch, r, training))
+            for r in range(self.num_layers)}
 
   def _base_forward(self, x, rungs, training):
     """The base's loss, crop b coded at layer rungs[b]'s step with its
@@ -194,15 +200,10 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       loss += weight * out.loss
     return CascadeOutput(loss, out.bpp, out.mse, out.total)
 
-  def lower_reconstruction(self, x, k):
-    raise NotImplementedError("a nested layer codes no residual")
+  # Coding: LayeredModel's compress / decompress (and their one-band forms)
+  # and refine call these.
 
-  # Coding: the cascade's compress / decompress (and their one-band forms)
-  # call these two.
-
-  def _code_layers(self, image, num_layers, version, one_band=False):
-    if version != 2:
-      raise ValueError("the nested family codes stream version 2 only")
+  def _code_layers(self, image, num_layers, one_band=False):
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     y = self._analyze(self.base, x, one_band)
     string, symbols, mean, index = self.base.encode_symbols(y, self.steps[0])
@@ -238,15 +239,18 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       symbols = tf.cond(k < n, decode, lambda s=symbols: s)
     return symbols, mean, n - 1
 
-  def _decode_layers(self, strings, image_shape, version, one_band=False):
-    if version != 2:
-      raise ValueError("the nested family codes stream version 2 only")
+  def _decode_padded(self, strings, image_shape, one_band=False):
     symbols, mean, top = self._decode_symbols(strings, latent_shape(image_shape))
     y_hat = symbols * tf.gather(self.steps, top) + mean
-    x_hat = tf.switch_case(top, [
+    return tf.switch_case(top, [
         lambda codec=codec: self._synthesize(codec, y_hat, one_band)
         for codec in self.codecs])
-    return x_hat[0, :image_shape[0], :image_shape[1], :]
+
+  def _refine(self, k, strings, image_shape, total):
+    """A prefix decodes by one synthesis: layers 0..k decoded again, the
+    image below not needed."""
+    del total
+    return self._decode_padded(strings[:k + 1], image_shape)
 
   def reconstructions(self, x):
     """The decoder's image for each prefix of the layers (tests)."""
@@ -259,6 +263,3 @@ class NestedAutoEncoder(ScalableAutoEncoder):
       out.append(x_hat[:, :tf.shape(x)[1], :tf.shape(x)[2], :])
     return out
 
-  def refine(self, k, string, image_shape, total):
-    raise NotImplementedError("a nested model decodes a prefix "
-                              "(decodes_incrementally is False)")

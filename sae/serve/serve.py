@@ -242,7 +242,8 @@ def _worker_main(conn, weights, log_level):
     conn.send(("failed", " ".join(str(e).split()) or type(e).__name__))
     return
   conn.send(("ready", model.num_layers))
-  timeout_error = getattr(codec, "DecodeTimeout", ())
+  from sae.stream import legacy
+  timeout_error = legacy.DecodeTimeout
   while True:
     try:
       data, k = conn.recv()
@@ -277,9 +278,8 @@ def _warm_up(model) -> None:
       decompress(strings, shape)
     except tf.errors.InvalidArgumentError:
       pass  # refused, as it should be: the graph ran
-  legacy = getattr(model, "decompress_v1", None)
-  if legacy is not None:
-    legacy.get_concrete_function()
+  from sae.stream import legacy
+  legacy.warm_up(model)
 
 
 def _exit_with_parent():
@@ -489,9 +489,7 @@ class Server:
     key = ("file", entry.stamp, k)
     hit = self.cache.get(key)
     if hit is None:
-      stream = entry.stream
-      data = bitstream.repack(stream._replace(
-          payloads=stream.payloads[:k], weights_ids=stream.weights_ids[:k]))
+      data = bitstream.repack(entry.stream.prefix(k))
       hit = (data, _etag(data))
       self.cache.put(key, hit, len(data))
     return hit

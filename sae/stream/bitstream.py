@@ -46,6 +46,12 @@ class Stream(NamedTuple):
   def num_layers(self) -> int:
     return len(self.payloads)
 
+  def prefix(self, num_layers: int) -> "Stream":
+    """The first ``num_layers`` layers: the one cut of a stream (truncate,
+    decoding k layers, the server's ?layers=k)."""
+    return self._replace(payloads=self.payloads[:num_layers],
+                         weights_ids=self.weights_ids[:num_layers])
+
 
 def check_size(height: int, width: int, source=None) -> None:
   """Refuses an image size the header cannot hold; ``source`` names the
@@ -133,8 +139,7 @@ def truncate(data: bytes, num_layers: int) -> bytes:
   if not 1 <= num_layers <= stream.num_layers:
     raise InputError(f"--layers must be in 1..{stream.num_layers} for this "
                      f"stream, got {num_layers}")
-  return pack(stream.height, stream.width, stream.payloads[:num_layers],
-              stream.weights_ids[:num_layers], stream.version)
+  return repack(stream.prefix(num_layers))
 
 
 def layer_bytes(data: bytes) -> list:

@@ -25,9 +25,9 @@ import tqdm
 from sae import checkpoints
 from sae.train import data, distribute, train_folder
 from sae.models import families
-from sae.config import layer_name, layers_label
+from sae.config import layer_name
 from sae.errors import InputError
-from sae.models.model import Finish, ScalableAutoEncoder
+from sae.models.base import Finish, LayeredModel
 from sae.train.train_log import TrainLog
 from sae.train.train_steps import (OffsetSchedule, layer_forward, make_train_step,
                              make_validation, steps_done)
@@ -52,7 +52,7 @@ class Job:
   name: str                    # "el1", or "joint": messages and progress
   folder: pathlib.Path         # train/, logs, log.csv, val.csv, state.json
   state: dict                  # the folder's state.json, updated by the run
-  model: ScalableAutoEncoder
+  model: LayeredModel
   trained: tuple               # indexes of the layers whose weights change
   frozen: tuple                # indexes of the layers checked unchanged
   variables: list
@@ -68,12 +68,12 @@ class Job:
 
 def _dataset(args, k, model, patch, batch, seed):
   """Image crops for the base; [image, lower reconstruction] crops for ELs."""
-  if k > 0 and model.codes_residuals and args.lower_cache != "off":
+  lower = model.lower_of_image(k) if k > 0 else None
+  if lower is not None and args.lower_cache != "off":
     size = data.residual_dataset_bytes(args.corpus, patch)
     if args.lower_cache == "on" or size <= RESIDUAL_CACHE_LIMIT:
       return data.residual_training_dataset(
-          args.corpus, patch, batch, model.lower_of_image(k), seed,
-          progress=args.progress)
+          args.corpus, patch, batch, lower, seed, progress=args.progress)
     logging.warning("corpus needs %.1f GiB as residuals: computing the lower "
                     "layers per crop instead", size / 2 ** 30)
   return data.training_dataset(args.corpus, patch, batch, seed=seed)
@@ -133,26 +133,13 @@ def _train_layer(k: int, args: argparse.Namespace) -> int:
       name=layer_name(k), folder=checkpoints.layer_dir(root, k), state=state,
       model=model, trained=(k,), frozen=tuple(range(k)), variables=variables,
       forward=layer_forward(model, k),
-      validations=_validations(model, k),
+      validations=model.layer_validations(k, layer_forward(model, k)),
       dataset=_dataset(args, k, model, patch, batch, seed),
       learning_rate=spec.learning_rate, resuming=resuming,
       restore=lambda: checkpoints.restore_weights(model.codecs[k], root, k),
       finish=model.finish(k))
   state.update(spec=spec.to_dict(), metric=config.metric)
   return train(job, args, strategy, batch, patch, t_start)
-
-
-def _validations(model, k) -> dict:
-  """What layer k's training validates: its own loss; for the nested
-  family's base, which learns the latent of every layer, each layer's
-  step decoded by the base's synthesis, one line each."""
-  if k > 0 or model.codes_residuals:
-    return {"": layer_forward(model, k)}
-
-  def at_rung(r):
-    return lambda batch, training=True: model.forward_rung(batch, r, training)
-
-  return {layers_label(r): at_rung(r) for r in range(model.num_layers)}
 
 
 def train(job: Job, args, strategy, batch, patch, t_start) -> int:
