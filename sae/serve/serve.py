@@ -29,7 +29,6 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -51,8 +50,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 import uvicorn
 
-from sae.stream import bitstream
 from sae.errors import InputError
+from sae.serve import ranges
+from sae.serve.refusal import Refusal
+from sae.stream import bitstream
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 VIEWER = STATIC / "viewer.html"
@@ -90,14 +91,6 @@ class Settings:
     return cls(str(folder), args.weights, args.decoders, args.queue,
                args.decode_timeout, args.max_pixels, args.max_file_bytes,
                args.cache_mb << 20)
-
-
-class Refusal(Exception):
-  """A request answered with ``status`` and a one-line ``reason``."""
-
-  def __init__(self, status, reason, headers=None):
-    super().__init__(reason)
-    self.status, self.reason, self.headers = status, reason, headers or {}
 
 
 # The folder: names, reading, parsing.
@@ -174,17 +167,13 @@ class Folder:
       raise Refusal(422, f"{name!r} is cut in layer 1 of {declared}: not "
                     "even the base layer is complete")
     stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return Entry(name, stamp, data, stream, declared, _etag(data))
+    return Entry(name, stamp, data, stream, declared, ranges.etag_of(data))
 
   def names(self) -> list:
     """Plain, visible file names of the folder (no subfolders), sorted."""
     with os.scandir(self.root) as it:
       names = sorted(e.name for e in it if not e.name.startswith("."))
     return names
-
-
-def _etag(data: bytes) -> str:
-  return '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
 
 
 class ByteCache:
@@ -455,7 +444,6 @@ class DecoderPool:
 
 
 LAYERS_PARAM = re.compile(r"[1-9][0-9]?")
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class Server:
@@ -490,7 +478,7 @@ class Server:
     hit = self.cache.get(key)
     if hit is None:
       data = bitstream.repack(entry.stream.prefix(k))
-      hit = (data, _etag(data))
+      hit = (data, ranges.etag_of(data))
       self.cache.put(key, hit, len(data))
     return hit
 
@@ -511,12 +499,12 @@ class Server:
     data, etag = self.cut(entry, k)
     headers = {"ETag": etag, "Accept-Ranges": "bytes",
                "Cache-Control": "no-cache", "X-SAE-Layers": str(k)}
-    if _matches(request.headers.get("if-none-match"), etag):
+    if ranges.matches(request.headers.get("if-none-match"), etag):
       return Response(status_code=304, headers=headers)
     span = None
     if_range = request.headers.get("if-range")
     if if_range is None or if_range == etag:
-      span = _byte_range(request.headers.get("range"), len(data))
+      span = ranges.byte_range(request.headers.get("range"), len(data))
     if span is None:
       return Response(data, headers=headers,
                       media_type="application/octet-stream")
@@ -541,7 +529,7 @@ class Server:
     etag = '"png-' + file_etag.strip('"') + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache",
                "X-SAE-Layers": str(k)}
-    if _matches(request.headers.get("if-none-match"), etag):
+    if ranges.matches(request.headers.get("if-none-match"), etag):
       return Response(status_code=304, headers=headers)
     key = ("png", entry.stamp, k)
     png = self.cache.get(key)
@@ -600,45 +588,6 @@ class Server:
   async def viewer(self, request):
     return Response(self._viewer, media_type="text/html; charset=utf-8",
                     headers={"Cache-Control": "no-cache"})
-
-
-def _matches(if_none_match, etag) -> bool:
-  if not if_none_match:
-    return False
-  tags = [t.strip() for t in if_none_match.split(",")]
-  return "*" in tags or etag in tags or f"W/{etag}" in tags
-
-
-def _byte_range(header, size):
-  """(start, end) of a single-range ``Range`` header, end exclusive; None to
-  send the whole body (no header, several ranges, or a malformed one, which
-  RFC 9110 lets a server ignore).
-
-  Raises:
-    Refusal: 416 when the range starts past the end.
-  """
-  if not header:
-    return None
-  match = RANGE.fullmatch(header.strip())
-  if not match or not (match[1] or match[2]):
-    return None
-  first, last = match[1], match[2]
-  if not first:  # the last N bytes
-    count = int(last)
-    if count == 0:
-      raise _unsatisfiable(size)
-    return max(size - count, 0), size
-  start = int(first)
-  if last and int(last) < start:  # malformed
-    return None
-  if start >= size:
-    raise _unsatisfiable(size)
-  return start, size if not last else min(int(last) + 1, size)
-
-
-def _unsatisfiable(size):
-  return Refusal(416, f"range outside the {size} bytes of this file",
-                 {"Content-Range": f"bytes */{size}"})
 
 
 class RequestLimits:
