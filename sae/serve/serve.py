@@ -25,7 +25,6 @@ says more.
 """
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -37,7 +36,6 @@ import os
 import pathlib
 import re
 import socket
-import stat
 import sys
 import threading
 import time
@@ -51,13 +49,12 @@ from starlette.routing import Route
 import uvicorn
 
 from sae.errors import InputError
-from sae.serve import ranges
+from sae.serve import cache, paths, ranges
 from sae.serve.refusal import Refusal
 from sae.stream import bitstream
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
 VIEWER = STATIC / "viewer.html"
-MAX_NAME = 255             # bytes of a file name (most file systems)
 MAX_TARGET = 2048          # bytes of path plus query string
 MAX_LISTED = 1000          # files /list reports
 # Importing TensorFlow, loading the weights and tracing: seconds on an idle
@@ -91,120 +88,6 @@ class Settings:
     return cls(str(folder), args.weights, args.decoders, args.queue,
                args.decode_timeout, args.max_pixels, args.max_file_bytes,
                args.cache_mb << 20)
-
-
-# The folder: names, reading, parsing.
-
-
-@dataclasses.dataclass
-class Entry:
-  """A stream file of the folder, parsed, as of one stat."""
-
-  name: str
-  stamp: tuple             # (device, inode, size, mtime): changes with the file
-  data: bytes
-  stream: bitstream.Stream  # its complete layers
-  declared: int
-  etag: str                # of the whole file
-
-
-class Folder:
-  """Reads stream files of one folder and nothing outside it."""
-
-  def __init__(self, root, max_file_bytes):
-    self.root = os.path.realpath(root)
-    self.max_file_bytes = max_file_bytes
-
-  def path(self, name) -> str:
-    """The real path of file ``name`` of the folder.
-
-    Raises:
-      Refusal: 400 for a name that is not a plain file name, 404 for one that
-        is absent or leads outside the folder (a symbolic link).
-    """
-    if (not name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME or
-        name in (".", "..") or name.startswith(".") or
-        any(c in name for c in "/\\\0")):
-      raise Refusal(400, f"bad file name {name!r}: a file name in the served "
-                    "folder, without folders, not hidden")
-    real = os.path.realpath(os.path.join(self.root, name))
-    if os.path.dirname(real) != self.root:
-      raise Refusal(404, f"no stream named {name!r}")
-    return real
-
-  def stamp(self, name):
-    """(real path, stat stamp) of a regular file, or a 404."""
-    path = self.path(name)
-    try:
-      st = os.stat(path)
-    except OSError:
-      raise Refusal(404, f"no stream named {name!r}") from None
-    if not stat.S_ISREG(st.st_mode):
-      raise Refusal(404, f"no stream named {name!r}")
-    return path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-  def read(self, name, path) -> Entry:
-    """Reads and parses a stream file (blocking)."""
-    try:
-      fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-      raise Refusal(404, f"no stream named {name!r}") from None
-    with os.fdopen(fd, "rb") as f:
-      st = os.fstat(f.fileno())
-      if not stat.S_ISREG(st.st_mode):
-        raise Refusal(404, f"no stream named {name!r}")
-      if st.st_size > self.max_file_bytes:
-        raise Refusal(422, f"{name!r} is {st.st_size} bytes, more than this "
-                      f"server reads ({self.max_file_bytes})")
-      data = f.read(self.max_file_bytes + 1)
-    if len(data) > self.max_file_bytes:
-      raise Refusal(422, f"{name!r} grew past {self.max_file_bytes} bytes")
-    try:
-      stream, declared = bitstream.unpack_prefix(data)
-    except InputError as e:
-      raise Refusal(422, f"{name!r} is not a usable stream: {e}") from None
-    if not stream.num_layers:
-      raise Refusal(422, f"{name!r} is cut in layer 1 of {declared}: not "
-                    "even the base layer is complete")
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return Entry(name, stamp, data, stream, declared, ranges.etag_of(data))
-
-  def names(self) -> list:
-    """Plain, visible file names of the folder (no subfolders), sorted."""
-    with os.scandir(self.root) as it:
-      names = sorted(e.name for e in it if not e.name.startswith("."))
-    return names
-
-
-class ByteCache:
-  """Least-recently-used values with a budget in bytes."""
-
-  def __init__(self, budget):
-    self.budget = budget
-    self.used = 0
-    self._items = collections.OrderedDict()
-
-  def get(self, key):
-    item = self._items.get(key)
-    if item is None:
-      return None
-    self._items.move_to_end(key)
-    return item[0]
-
-  def put(self, key, value, size) -> None:
-    if size > self.budget:
-      return
-    old = self._items.pop(key, None)
-    if old is not None:
-      self.used -= old[1]
-    self._items[key] = (value, size)
-    self.used += size
-    while self.used > self.budget:
-      _, (_, dropped) = self._items.popitem(last=False)
-      self.used -= dropped
-
-  def __len__(self):
-    return len(self._items)
 
 
 # Decoding: worker processes that own TensorFlow.
@@ -451,18 +334,18 @@ class Server:
 
   def __init__(self, settings):
     self.settings = settings
-    self.folder = Folder(settings.folder, settings.max_file_bytes)
-    self.cache = ByteCache(settings.cache_bytes)
+    self.folder = paths.Folder(settings.folder, settings.max_file_bytes)
+    self.cache = cache.ByteCache(settings.cache_bytes)
     self.pool = DecoderPool(settings)
     # name -> Entry (the file's bytes, parsed) as of its latest stat,
     # bounded in bytes like the cache of cut files and PNGs.
-    self._entries = ByteCache(settings.cache_bytes)
+    self._entries = cache.ByteCache(settings.cache_bytes)
     self._decoding = {}  # cache key -> future PNG, shared by equal requests
     self._viewer = VIEWER.read_bytes()
 
   # Files.
 
-  async def entry(self, name) -> Entry:
+  async def entry(self, name) -> paths.Entry:
     path, stamp = self.folder.stamp(name)
     entry = self._entries.get(name)
     if entry is None or entry.stamp != stamp:
