@@ -22,12 +22,17 @@ because a hostile legacy stream can keep tensorflow-compression's range
 decoder spinning where no thread can stop it.  Bad requests get a 4xx with a
 one-line reason, and no traceback ever reaches a client.  docs/serving.md
 says more.
+
+This module holds the routes (Server), the request limits (RequestLimits),
+Settings and the entry point (run), and is the only one that imports
+Starlette and uvicorn; the folder (paths), the memory (cache), the HTTP
+ranges (ranges) and the decoders (pool) have their own modules, listed in
+sae/serve/__init__.py.
 """
 
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -53,7 +58,7 @@ VIEWER = STATIC / "viewer.html"
 MAX_TARGET = 2048          # bytes of path plus query string
 MAX_LISTED = 1000          # files /list reports
 
-log = logging.getLogger("sae.serve.serve")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
