@@ -429,8 +429,8 @@ def _serve_parser(subparsers) -> None:
 
 def serve(args) -> int:
   require_extra("serve", "starlette", "uvicorn")
-  from sae.serve import serve as server
-  return server.run(args)
+  from sae.serve import app
+  return app.run(args)
 
 
 def _export_parser(subparsers) -> None:
