@@ -11,8 +11,11 @@ crop): the go/no-go and the phase's validation are measured on them
 --large-from, then 256.  The folder holds:
 
   train/      the resumable checkpoint (with Adam's state; not committed)
-  weights/    the model's variables alone, written at every save (committed
-              at most once a session: a resume from them restarts Adam)
+  weights/    the model's variables alone, written at every save
+  weights-f16.npz  the kernels in float16, the rest in float32, by
+              checkpoint key: what is committed between sessions (about
+              half the bytes; a run started from it restarts Adam, ramped
+              up over WARMUP steps, from kernels rounded to float16)
   log.csv     step, seconds, loss, bpp, mse: running means of 100 steps
   val.csv     step, bpp, psnr, floor_psnr on the held-out centre crops
 """
@@ -31,6 +34,33 @@ from model import WideModel  # noqa: E402
 
 HOLD_OUT_EVERY = 16
 SAVE_SECONDS = 300
+WARMUP = 500
+COMMITTED = "weights-f16.npz"
+
+
+def variables_by_key(model):
+  """The model's variables by a name stable across processes."""
+  out = {}
+  for name, obj in model.checkpoint_objects().items():
+    for v in obj.weights if hasattr(obj, "weights") else obj.variables:
+      out[f"{name}/{v.name}"] = v
+  return out
+
+
+def save_committed(model, step, path):
+  """The convolution kernels in float16, every other variable in float32
+  (GDN's reparameterized beta and gamma live near its 2^-36 pedestal, far
+  below float16's range), and the step, as one npz."""
+  arrays = {k: v.numpy().astype(np.float16 if "kernel" in k else np.float32)
+            for k, v in variables_by_key(model).items()}
+  np.savez(path, __step__=np.array(step), **arrays)
+
+
+def load_committed(model, path) -> int:
+  with np.load(path) as stored:
+    for key, v in variables_by_key(model).items():
+      v.assign(stored[key].astype(np.float32))
+    return int(stored["__step__"])
 
 
 def split(corpus):
@@ -78,6 +108,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--validate-every", type=int, default=1000)
   p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--export", action="store_true",
+                 help=f"write {COMMITTED} from the saved weights and stop")
   args = p.parse_args(argv)
 
   out = pathlib.Path(args.out)
@@ -88,8 +120,11 @@ def main(argv=None):
       "\n".join(pathlib.Path(h).name for h in held) + "\n")
 
   model = WideModel()
-  lr = tf.Variable(args.lr, trainable=False, dtype=tf.float32)
-  optimizer = tf.keras.optimizers.Adam(learning_rate=lr, global_clipnorm=1.0)
+  optimizer = tf.keras.optimizers.Adam(learning_rate=args.lr,
+                                       global_clipnorm=1.0)
+  # Keras copies a learning rate given as a variable: the schedule assigns
+  # the optimizer's own.
+  lr = optimizer.learning_rate
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   ckpt = tf.train.Checkpoint(step=step, optimizer=optimizer,
                              **model.checkpoint_objects())
@@ -100,8 +135,19 @@ def main(argv=None):
     print(f"resumed at step {int(step)}", flush=True)
   elif (out / "weights" / "checkpoint").exists():
     weights.restore(tf.train.latest_checkpoint(out / "weights"))
-    print("started from the committed weights (Adam restarts)", flush=True)
+    print("started from the saved weights (Adam restarts)", flush=True)
+  elif (out / COMMITTED).exists():
+    step.assign(load_committed(model, out / COMMITTED))
+    print(f"started at step {int(step)} from {COMMITTED} (Adam restarts)",
+          flush=True)
+  # A fresh Adam on trained weights takes steps of the full learning rate
+  # in every direction at once: ramp it up again over WARMUP steps.
+  warm_from = None if manager.latest_checkpoint else int(step)
   variables = None
+  if args.export:
+    save_committed(model, int(step), out / COMMITTED)
+    print(f"{out / COMMITTED}: step {int(step)}", flush=True)
+    return 0
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
   def train_step(x):
@@ -152,7 +198,8 @@ def main(argv=None):
     if patch not in datasets:
       datasets[patch] = training_crops(train_paths, patch, args.batch,
                                        args.seed + s)
-    lr.assign(args.lr * (0.1 if s >= 0.9 * args.steps else 1.0))
+    ramp = 1.0 if warm_from is None else min(1.0, (s - warm_from + 1) / WARMUP)
+    lr.assign(args.lr * ramp * (0.1 if s >= 0.9 * args.steps else 1.0))
     x = next(datasets[patch])
     if variables is None:
       variables = [v for obj in model.checkpoint_objects().values()
