@@ -1,7 +1,6 @@
 """sae.stream.legacy: version-1 streams, turned into version 2 under a
 deadline, decode to the images they always did."""
 
-import pathlib
 import subprocess
 import sys
 import time
@@ -12,17 +11,9 @@ import pytest
 from sae import codec, progressive
 from sae.errors import InputError
 from sae.stream import bitstream, legacy
+# The hostile stream and the image maker, as sae.codec's tests have them.
+from tests.test_codec import HANG_V1, ROOT, image
 from tests.tiny import random_image
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Made by the project's fuzzer with the shipped MSE weights (see
-# tests/data/README.md): tfc's range decoder never returns on it.
-HANG_V1 = ROOT / "tests" / "data" / "hang-v1-mse.sae"
-
-
-def image(height=40, width=24, seed=0):
-  return np.random.default_rng(seed).integers(0, 256, (height, width, 3),
-                                              dtype=np.uint8)
 
 
 def test_version_1_streams_still_decode_to_the_same_image(tiny_model):

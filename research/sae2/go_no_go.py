@@ -1,7 +1,7 @@
 """SAE-2's diagnostics and go/no-go (issue #39), on the held-out photographs.
 
     python research/sae2/go_no_go.py --weights checkpoints/sae2/top \
-        --corpus ../shared/data/train
+        --corpus DATA/train
 
 For each held-out photograph (train_top.py's split: never a training crop),
 whole and at its own size, the single-rate model's rate (the entropy

@@ -2,7 +2,7 @@
 the top layer's lambda.  Resumable; a research run, outside the package.
 
     nice -n 19 nohup python research/sae2/train_top.py \
-        --corpus ../shared/data/train --out checkpoints/sae2/top \
+        --corpus DATA/train --out checkpoints/sae2/top \
         --steps 60000 > checkpoints/sae2/top.log 2>&1 &
 
 Every 16th photograph of the sorted corpus is held out (never a training
