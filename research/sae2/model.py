@@ -34,11 +34,21 @@ def scale_fn(index):
   return tf.exp(np.log(SCALES_MIN) + _LOG_SCALE_STEP * index)
 
 
+# Kernels are plain variables.  tensorflow-compression's default, kernels
+# parameterized in the Fourier domain ("rdft"), costs an inverse FFT of every
+# kernel and its gradient at each step: on these 2 cores the 192->320 layer's
+# forward and backward took 392 ms against 42 ms with a plain kernel, and a
+# whole 128-pixel step 1.7 s (docs/sae2.md).  Runs up to step 2,183 used
+# "rdft"; research/sae2/convert_rdft.py carries their weights over.
+KERNEL_PARAMETER = "variable"
+
+
 def _conv(filters, kernel, name, down=1, up=1, activation=None, bias=True):
   return tfc.SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
       strides_up=up, padding="same_zeros", use_bias=bias,
-      activation=activation)
+      activation=activation,
+      kernel_parameter=KERNEL_PARAMETER)
 
 
 def analysis_transform():
