@@ -49,6 +49,15 @@ def _train_tiny(root: pathlib.Path, corpus: pathlib.Path) -> None:
     assert status == 0, f"training layer {k} failed"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def coding_cache_dir(tmp_path_factory) -> pathlib.Path:
+  """The stored coding functions of this run's commands (sae.coding_cache),
+  in and out of process: never the user's cache."""
+  folder = tmp_path_factory.mktemp("coding-cache")
+  os.environ["SAE_CACHE_DIR"] = str(folder)
+  return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(request, tmp_path_factory) -> pathlib.Path:
   """A weights folder with 4 tiny layers, each trained for 2 steps."""

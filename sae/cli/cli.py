@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 
+from sae.cli import arguments
 from sae.models import families
 from sae.eval import kodak
 from sae.config import DEFAULT_FAMILY, layer_name
@@ -41,27 +42,6 @@ def _fail(message: str) -> int:
   return 2
 
 
-def _positive(text):
-  value = int(text)
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-  return value
-
-
-def _positive_float(text):
-  value = float(text)
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-  return value
-
-
-def _fraction(text):
-  value = float(text)
-  if not 0 < value <= 1:
-    raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-  return value
-
-
 def _train_description(k: int) -> str:
   if k == 0:
     return ("Train the base layer of SAE into --checkpoint-dir/base (it "
@@ -80,13 +60,13 @@ def train_parser(k: int) -> argparse.ArgumentParser:
                  help="folder of training PNG/JPEG images (any sizes)")
   p.add_argument("--checkpoint-dir", default="checkpoints/mse",
                  help="per-layer checkpoints; lower layers are read from here")
-  p.add_argument("--steps", type=_positive, default=60000 if k == 0 else 40000,
+  p.add_argument("--steps", type=arguments.positive_int, default=60000 if k == 0 else 40000,
                  help="total training steps of this layer (resumes)")
-  p.add_argument("--lambda", dest="lmbda", type=_positive_float, default=None,
+  p.add_argument("--lambda", dest="lmbda", type=arguments.positive_float, default=None,
                  help="rate-distortion weight (default: the preset's table)")
-  p.add_argument("--learning-rate", type=_positive_float, default=None,
+  p.add_argument("--learning-rate", type=arguments.positive_float, default=None,
                  help="peak learning rate (default: the table's, 1e-3)")
-  p.add_argument("--conv-filters", type=_positive, default=None, metavar="N",
+  p.add_argument("--conv-filters", type=arguments.positive_int, default=None, metavar="N",
                  help="filters of this layer's convolutions, recorded in "
                  "--checkpoint-dir's config.json (default: the table's, 48 "
                  "for paper)")
@@ -118,9 +98,9 @@ def joint_parser() -> argparse.ArgumentParser:
                  help="the layer-wise trained model to start from")
   p.add_argument("--out-dir", required=True,
                  help="new folder for the fine-tuned model (or one to resume)")
-  p.add_argument("--steps", type=_positive, default=10000,
+  p.add_argument("--steps", type=arguments.positive_int, default=10000,
                  help="total steps of the phase (resumes)")
-  p.add_argument("--learning-rate", type=_positive_float, default=None,
+  p.add_argument("--learning-rate", type=arguments.positive_float, default=None,
                  help="peak learning rate (default: 1e-4, or the one the "
                  "phase started with)")
   p.add_argument("--layer-weights", default=None, metavar="W0,W1,..",
@@ -131,31 +111,31 @@ def joint_parser() -> argparse.ArgumentParser:
 
 def _add_loop_options(p) -> None:
   """The options of the training loop (sae.train.train.train), every run's."""
-  p.add_argument("--batch-size", type=_positive, default=None,
+  p.add_argument("--batch-size", type=arguments.positive_int, default=None,
                  help="global batch size (default: the preset's, 8 for paper)")
-  p.add_argument("--patch-size", type=_positive, default=None,
+  p.add_argument("--patch-size", type=arguments.positive_int, default=None,
                  help="random crop size (default: the preset's, 256 for paper)")
-  p.add_argument("--lr-decay-at", type=_fraction, default=0.8,
+  p.add_argument("--lr-decay-at", type=arguments.fraction, default=0.8,
                  help="fraction of --steps after which the rate drops 10x")
   p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"),
                  default="none", help="tf.distribute strategy")
-  p.add_argument("--logical-cpus", type=_positive, default=None, metavar="N",
+  p.add_argument("--logical-cpus", type=arguments.positive_int, default=None, metavar="N",
                  help="split the CPU into N logical devices, one replica each "
                  "with --distribute mirrored on a machine without GPUs (for "
                  "trying and testing distributed training)")
   p.add_argument("--jit", action="store_true",
                  help="compile the training step with XLA")
-  p.add_argument("--checkpoint-every", type=_positive_float, default=300,
+  p.add_argument("--checkpoint-every", type=arguments.positive_float, default=300,
                  help="seconds between checkpoints")
   p.add_argument("--validate-every", type=int, default=1000,
                  help="steps between validations (hard quantization, fixed "
                  "crops of training images) written to val.csv; 0: off")
-  p.add_argument("--checkpoint-steps", type=_positive, default=None,
+  p.add_argument("--checkpoint-steps", type=arguments.positive_int, default=None,
                  help="steps between checkpoints instead (default 1000 "
                  "with --distribute multi-worker)")
   p.add_argument("--seed", type=int, default=None,
                  help="seed of the training crops (default: random)")
-  p.add_argument("--stop-at", type=_positive, default=None, metavar="STEP",
+  p.add_argument("--stop-at", type=arguments.positive_int, default=None, metavar="STEP",
                  help="stop (saving) at this step, short of --steps, whose "
                  "schedule still holds: a later run resumes it (e.g. to "
                  "compare designs at equal steps, or to fit a time slot)")
@@ -184,7 +164,7 @@ def test_parser(k: int) -> argparse.ArgumentParser:
   p.add_argument("--recon-dir", default=None,
                  help="write decoded PNGs here (<image>_<layers>.png)")
   p.add_argument("--name", default=None, help="name in the results JSON")
-  p.add_argument("--limit", type=_positive, default=None,
+  p.add_argument("--limit", type=arguments.positive_int, default=None,
                  help="evaluate only the first N images")
   p.add_argument("--no-progress", dest="progress", action="store_false")
   return p

@@ -21,58 +21,12 @@ import sys
 import warnings
 
 from sae.stream import bitstream
-from sae.cli import folders
+from sae.cli import arguments, folders
 from sae.cli.cli import Parser, guarded, quiet_tensorflow
 from sae.errors import InputError, require_extra
 from sae.fileio import atomic_write, check_output
 from sae.cli.folders import STREAM_SUFFIX
 from sae.images import IMAGE_SUFFIXES
-
-
-def _port(text):
-  value = _integer(text)
-  if not 0 <= value <= 65535:
-    raise argparse.ArgumentTypeError(f"must be in 0..65535, got {value}")
-  return value
-
-
-def _positive_int(text):
-  value = _integer(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-  return value
-
-
-def _non_negative_int(text):
-  value = _integer(text)
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-  return value
-
-
-def _positive_float(text):
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-  if not 0 < value < float("inf"):
-    raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-  return value
-
-
-def _integer(text):
-  try:
-    return int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _layer_count(text):
-  value = _integer(text)
-  if not 1 <= value <= bitstream.MAX_LAYERS:
-    raise argparse.ArgumentTypeError(
-        f"must be in 1..{bitstream.MAX_LAYERS}, got {value}")
-  return value
 
 
 def _prog() -> str:
@@ -109,7 +63,14 @@ def _add_folder_options(p) -> None:
                  "stderr is not a terminal)")
 
 
-def main(argv=None) -> int:
+def main(argv=None, one_shot=False) -> int:
+  """Runs one command; returns its exit status.
+
+  Args:
+    one_shot: this process runs this command only (the ``sae`` program,
+      sae.__main__): coding commands skip graph optimization
+      (sae.codec.lean_startup).
+  """
   parser = build_parser()
   argv = sys.argv[1:] if argv is None else argv
   if not argv:  # no command: say how to give one
@@ -119,52 +80,18 @@ def main(argv=None) -> int:
   if extra and args.command != "beam":  # only beam passes options on
     parser.error(f"unrecognized arguments: {' '.join(extra)}")
   args.pipeline_args = extra
-  status = guarded(_run, args)
-  if _abandoned_thread:
-    # A legacy decode missed its deadline and its C++ loop cannot be
-    # stopped; a normal exit would wait for it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-  return status
+  args.one_shot = one_shot
+  return guarded(_run, args)
 
 
-# Commands that end once their output file is in place: run as a program
-# (console), they leave the interpreter at once instead of tearing down
-# TensorFlow's traced functions and runtime, about 1 s of a cold command
-# (docs/performance.md); nothing is left to flush but stdout and stderr.
-QUICK_EXIT = ("compress", "decompress")
-
-# Set by console(): this process runs one command and ends.
-_one_shot = False
-
-
-def console(argv=None) -> int:
-  """The ``sae`` program and ``python -m sae``: main(), then, after
-  compress or decompress, a quick exit."""
-  global _one_shot
-  _one_shot = True
-  argv = sys.argv[1:] if argv is None else argv
-  status = main(argv)
-  if argv[:1] and argv[0] in QUICK_EXIT:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-  return status
-
-
-def _coding_setup():
+def _coding_setup(args):
   """Imports sae.codec (and TensorFlow) for a coding command; a one-shot
   process also skips graph optimization (sae.codec.lean_startup)."""
   quiet_tensorflow()
   from sae import codec
-  if _one_shot:
+  if args.one_shot:
     codec.lean_startup()
   return codec
-
-
-# Set when a decoding thread was left running (legacy.DecodeTimeout).
-_abandoned_thread = False
 
 
 
@@ -183,7 +110,7 @@ def _truncate_parser(subparsers) -> None:
   t = subparsers.add_parser("truncate", help="keep the first K layers of a stream")
   t.add_argument("input", metavar="IN", help="stream file")
   t.add_argument("output", metavar="OUT", help="stream file to write")
-  t.add_argument("--layers", type=_layer_count, required=True)
+  t.add_argument("--layers", type=arguments.layer_count, required=True)
 
 
 def truncate(args) -> int:
@@ -216,7 +143,7 @@ def _compress_parser(subparsers) -> None:
   c.add_argument("output", metavar="OUT",
                  help="stream file to write; with several inputs or a "
                  "folder, the folder that receives <name>.sae")
-  c.add_argument("--layers", type=_layer_count, default=None,
+  c.add_argument("--layers", type=arguments.layer_count, default=None,
                  help="layers to code (default: all the weights have)")
   c.add_argument("--weights", default=None, help=WEIGHTS_HELP)
   _add_folder_options(c)
@@ -229,12 +156,16 @@ def compress(args) -> int:
   check_output(args.output)
   width, height = _probe_image(args.input)
   bitstream.check_size(height, width, args.input)
-  codec = _coding_setup()
+  codec = _coding_setup(args)
+  from sae.models.transforms import fits_one_band
   root = _weights_root(args.weights)
   image = _load_image(args.input)
-  model = cached_model(root, args.layers)
-  num_layers = args.layers or model.num_layers
-  atomic_write(args.output, codec.encode(model, image, num_layers))
+  coder, store = _one_shot_coder(
+      root, args.layers,
+      "compress_one_band" if fits_one_band(height, width) else "compress")
+  num_layers = args.layers or coder.num_layers
+  atomic_write(args.output, codec.encode(coder, image, num_layers))
+  store()
   return 0
 
 
@@ -250,10 +181,10 @@ def _decompress_parser(subparsers) -> None:
   d.add_argument("output", metavar="OUT.png",
                  help="PNG file to write; with several inputs or a folder, "
                  "the folder that receives <name>.png")
-  d.add_argument("--layers", type=_layer_count, default=None,
+  d.add_argument("--layers", type=arguments.layer_count, default=None,
                  help="decode the first K layers (default: all present)")
   d.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-  d.add_argument("--max-pixels", type=_positive_int, default=None,
+  d.add_argument("--max-pixels", type=arguments.positive_int, default=None,
                  help="refuse streams that declare more pixels (default: "
                  f"any size the format allows, up to {bitstream.MAX_SIDE}"
                  f"x{bitstream.MAX_SIDE})")
@@ -265,7 +196,6 @@ def _decompress_parser(subparsers) -> None:
 
 
 def decompress(args) -> int:
-  global _abandoned_thread
   if folders.is_batch(args.input, args.output):
     return _decompress_files(args)
   args.input, = args.input
@@ -278,19 +208,23 @@ def decompress(args) -> int:
   stream = bitstream.unpack(data)
   num_layers = args.layers or stream.num_layers
   bitstream.check_layers(num_layers, stream.num_layers)
-  codec = _coding_setup()
+  codec = _coding_setup(args)
   from sae import images as image_io
   from sae.stream import legacy
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
+  from sae.models.transforms import fits_one_band
   root = _weights_root(args.weights)
-  model = cached_model(root, num_layers)
-  try:
-    # Parsed and checked once, here; the ids are checked by decode_stream.
-    image = codec.decode_stream(model, stream.prefix(num_layers), root)
-  except legacy.DecodeTimeout:
-    _abandoned_thread = True
-    raise
+  if legacy.is_legacy(stream):  # its upgrade needs the model's layers
+    coder, store = cached_model(root, num_layers), lambda: None
+  else:
+    coder, store = _one_shot_coder(
+        root, num_layers,
+        "decompress_one_band" if fits_one_band(stream.height, stream.width)
+        else "decompress")
+  # Parsed and checked once, here; the ids are checked by decode_stream.
+  image = codec.decode_stream(coder, stream.prefix(num_layers), root)
   image_io.save_png(image, args.output)
+  store()
   if used:
     print(used, file=sys.stderr)
   return 0
@@ -300,7 +234,7 @@ def _compress_files(args) -> int:
   """``compress IN... OUT/``: one stream per image (sae.cli.folders)."""
   jobs, skipped = folders.plan(args.input, args.output, IMAGE_SUFFIXES,
                                STREAM_SUFFIX, args.force)
-  codec = _coding_setup()
+  codec = _coding_setup(args)
   root = _weights_root(args.weights)
   model = cached_model(root, args.layers) if jobs else None
   num_layers = args.layers or (model.num_layers if model else 0)
@@ -322,9 +256,8 @@ def _decompress_files(args) -> int:
   """``decompress IN... OUT/``: one PNG per stream (sae.cli.folders)."""
   jobs, skipped = folders.plan(args.input, args.output, (STREAM_SUFFIX,),
                                ".png", args.force)
-  codec = _coding_setup()
+  codec = _coding_setup(args)
   from sae import images
-  from sae.stream import legacy
   root = _weights_root(args.weights)
   model = cached_model(root, args.layers) if jobs else None
 
@@ -341,13 +274,8 @@ def _decompress_files(args) -> int:
     return stream.prefix(num_layers), note
 
   def code(job, read_out):
-    global _abandoned_thread
     stream, note = read_out
-    try:
-      image = codec.decode_stream(model, stream, root)
-    except legacy.DecodeTimeout:
-      _abandoned_thread = True  # exit without waiting for its thread
-      raise
+    image = codec.decode_stream(model, stream, root)
     images.save_png(image, job.target)
     if note:
       print(f"{job.source}: {note}", file=sys.stderr)
@@ -388,7 +316,7 @@ def _beam_parser(subparsers) -> None:
                  help="folder that receives <name>.sae (created)")
   b.add_argument("--weights", default=None, help=WEIGHTS_HELP +
                  "; every worker must read it at this path")
-  b.add_argument("--layers", type=_layer_count, default=None,
+  b.add_argument("--layers", type=arguments.layer_count, default=None,
                  help="layers to code (default: all the weights have)")
   b.add_argument("--evaluate", action="store_true",
                  help="also decode and measure every prefix, as test_el3.py "
@@ -409,21 +337,21 @@ def _serve_parser(subparsers) -> None:
   v.add_argument("folder", metavar="DIR", help="folder of stream files")
   v.add_argument("--host", default="127.0.0.1",
                  help="address to listen on (0.0.0.0: every interface)")
-  v.add_argument("--port", type=_port, default=8000,
+  v.add_argument("--port", type=arguments.port, default=8000,
                  help="TCP port (0: any free port; the URL is printed)")
   v.add_argument("--weights", default=None, help=WEIGHTS_HELP)
-  v.add_argument("--decoders", type=_positive_int, default=1,
+  v.add_argument("--decoders", type=arguments.positive_int, default=1,
                  help="decoding worker processes (each loads TensorFlow)")
-  v.add_argument("--queue", type=_non_negative_int, default=8,
+  v.add_argument("--queue", type=arguments.non_negative_int, default=8,
                  help="decodes waiting for a worker; more get 503")
-  v.add_argument("--decode-timeout", type=_positive_float, default=30.0,
+  v.add_argument("--decode-timeout", type=arguments.positive_float, default=30.0,
                  help="seconds a decode may take before its worker is "
                  "killed and restarted (422)")
-  v.add_argument("--max-pixels", type=_positive_int, default=4096 * 4096,
+  v.add_argument("--max-pixels", type=arguments.positive_int, default=4096 * 4096,
                  help="largest image the server decodes, in pixels")
-  v.add_argument("--max-file-bytes", type=_positive_int, default=64 << 20,
+  v.add_argument("--max-file-bytes", type=arguments.positive_int, default=64 << 20,
                  help="largest stream file the server reads")
-  v.add_argument("--cache-mb", type=_non_negative_int, default=128,
+  v.add_argument("--cache-mb", type=arguments.non_negative_int, default=128,
                  help="memory for cut files and decoded PNGs (LRU)")
 
 
@@ -506,6 +434,26 @@ def _weights_root(arg) -> pathlib.Path:
 # One model per weights folder and process: tests and notebooks call main()
 # many times, and building the coding tables is the slow part of loading.
 _MODELS = {}
+
+
+def _one_shot_coder(root, num_layers, function):
+  """(coder, store) for one image: the folder's stored coding function
+  ``function`` (sae.coding_cache) when the cache has it, and a store()
+  that does nothing; else the model, with all the folder's layers, and a
+  store() that stores the function, to call once the output is in place.
+
+  Raises:
+    InputError: no such layers (as cached_model).
+  """
+  from sae import checkpoints, coding_cache
+  have = checkpoints.available_layers(root)
+  if not 0 < (num_layers or have) <= have:
+    cached_model(root, num_layers)  # raises, naming what is missing
+  stored = coding_cache.lookup(root, have, function)
+  if stored is not None:
+    return stored, lambda: None
+  model = cached_model(root)
+  return model, lambda: coding_cache.store(model, root, function)
 
 
 def cached_model(root, num_layers=None):

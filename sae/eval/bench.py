@@ -26,7 +26,7 @@ import numpy as np
 import tqdm
 
 from sae.eval import classical, kodak, results
-from sae.cli import cli
+from sae.cli import arguments, cli
 from sae.errors import InputError
 
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "jpeg2000-layers", "avif", "jxl")
@@ -180,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
                      help="SAE results JSON: code each image's JPEG 2000 "
                      "layers at its SAE cumulative-layer bpp")
   # pylint: disable-next=protected-access
-  p.add_argument("--limit", type=cli._positive, default=None,
+  p.add_argument("--limit", type=arguments.positive_int, default=None,
                  help="use only the first N images")
   p.add_argument("--no-progress", dest="progress", action="store_false")
   return p

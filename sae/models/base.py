@@ -33,8 +33,8 @@ from sae.config import LayerSpec, layer_name
 from sae.entropy.layer import LayerCodec
 from sae.entropy.meanscale import MeanScaleCodec
 from sae.entropy.rung import RungCodec
-from sae.models.transforms import (BAND_LATENT_PIXELS, TOTAL_STRIDE,
-                                   analyze_in_bands, latent_shape,
+from sae.models.transforms import (BAND_LATENT_PIXELS, analyze_in_bands,
+                                   fits_one_band, latent_shape,
                                    synthesize_in_bands)
 
 # The class of each layer kind (LayerSpec.kind; families: sae.models.families).
@@ -200,8 +200,7 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
   def fits_one_band(self, height: int, width: int) -> bool:
     """True when the transforms code an image this size in one band, as
     ``compress_one_band`` and ``decompress_one_band`` do."""
-    h, w = (-(-side // TOTAL_STRIDE) for side in (height, width))
-    return max(self.band_latent_pixels // max(w, 1), 1) >= h
+    return fits_one_band(height, width, self.band_latent_pixels)
 
   def _check_one_band(self, image_shape):
     """An op that refuses (when run) an image of several bands."""

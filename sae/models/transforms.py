@@ -191,6 +191,13 @@ BAND_HALO = 4
 BAND_LATENT_PIXELS = 16_384
 
 
+def fits_one_band(height: int, width: int,
+                  latent_pixels: int = BAND_LATENT_PIXELS) -> bool:
+  """True when the transforms code an image this size in one band."""
+  h, w = (-(-side // TOTAL_STRIDE) for side in (height, width))
+  return max(latent_pixels // max(w, 1), 1) >= h
+
+
 def band_rows(latent_width, latent_pixels=BAND_LATENT_PIXELS):
   """Latent rows per band for a latent this wide (an int tensor)."""
   return tf.maximum(latent_pixels // tf.maximum(latent_width, 1), 1)

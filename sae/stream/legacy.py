@@ -42,6 +42,11 @@ class DecodeTimeout(InputError):
   """
 
 
+def is_legacy(stream: bitstream.Stream) -> bool:
+  """True for a stream that ``upgrade`` must transcode (with the model)."""
+  return stream.version == VERSION
+
+
 def upgrade(model, stream: bitstream.Stream) -> bitstream.Stream:
   """``stream`` (all its layers) in version 2; itself when it is already.
 
@@ -148,6 +153,17 @@ def _transcoded(transcode, k, payload, hw) -> bytes:
                      "weights") from None
 
 
+# Decoding threads that missed their deadline: their C++ loops cannot be
+# stopped, and an interpreter's normal exit would wait for them.
+_timed_out = []
+
+
+def threads_left_running() -> bool:
+  """True when a decode that missed its deadline still runs: the process
+  should then leave with os._exit (sae.__main__ does)."""
+  return any(t.is_alive() for t in _timed_out)
+
+
 def _with_deadline(function, args, seconds):
   """``function(*args)`` on a daemon thread; DecodeTimeout after ``seconds``.
 
@@ -173,6 +189,7 @@ def _with_deadline(function, args, seconds):
     waited = time.monotonic() - wall
     if (waited > seconds and time.process_time() - cpu > seconds or
         waited > 10 * seconds):
+      _timed_out.append(thread)
       raise DecodeTimeout(
           f"stream did not decode within {seconds:.1f} s: its version-1 "
           "payload is not what an SAE encoder wrote")
