@@ -8,6 +8,7 @@ cache, keyed by the sources that shape it; delete ``.pytest_cache`` or run
 ``pytest --cache-clear`` to rebuild.
 """
 
+import fcntl
 import hashlib
 import os
 import pathlib
@@ -67,14 +68,17 @@ def tiny_weights(request, tmp_path_factory) -> pathlib.Path:
     return folder
   cache = request.config.cache.mkdir("sae_tiny_weights")
   folder = cache / _sources_key()
-  if not (folder / "complete").is_file():
-    shutil.rmtree(folder, ignore_errors=True)
-    build = tmp_path_factory.mktemp("tiny_weights") / "w"
-    _train_tiny(build, tmp_path_factory.mktemp("corpus"))
-    for old in cache.iterdir():  # keep one version only
-      shutil.rmtree(old, ignore_errors=True)
-    shutil.copytree(build, folder)
-    (folder / "complete").write_text("")
+  # pytest-xdist's workers share the cache: one builds, the others wait.
+  with open(cache.parent / "sae_tiny_weights.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (folder / "complete").is_file():
+      shutil.rmtree(folder, ignore_errors=True)
+      build = tmp_path_factory.mktemp("tiny_weights") / "w"
+      _train_tiny(build, tmp_path_factory.mktemp("corpus"))
+      for old in cache.iterdir():  # keep one version only
+        shutil.rmtree(old, ignore_errors=True)
+      shutil.copytree(build, folder)
+      (folder / "complete").write_text("")
   return folder
 
 

@@ -21,7 +21,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_stored_functions_code_byte_for_byte_as_the_model(tiny_weights, cache):
-  model = checkpoints.load_model(tiny_weights)
+  # Two layers: a prefix and the whole are both checked.
+  model = checkpoints.load_model(tiny_weights, num_layers=2)
   # Bands of 16 latent pixels: the 96x80 image takes the banded functions.
   model.band_latent_pixels = 16
   for name in coding_cache.FUNCTIONS:

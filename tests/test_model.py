@@ -88,23 +88,32 @@ def test_trainable_set_is_exactly_layer_k():
 
 
 def test_weights_ids_are_chained():
-  a, b = tiny_model(seed=0), tiny_model(seed=1)
+  a, b = tiny_model(seed=0), tiny_model(num_layers=1, seed=1)
   assert len(a.weights_ids()) == 4 and all(len(i) == 4 for i in a.weights_ids())
   assert a.weights_ids()[0] != b.weights_ids()[0]
   # Same values in a model built elsewhere (other name scope): same ids.
+  # Its tables are a's (estimating them costs about a second per layer;
+  # test_weights_ids_cover_coding_tables covers tables that differ).
+  tables = [codec.coding_tables() for codec in a.codecs]
   with tf.name_scope("elsewhere"):
     c = ScalableAutoEncoder(tiny_specs(4))
   for src, dst in zip(a.codecs, c.codecs):
     for v, w in zip(src.weight_variables, dst.weight_variables):
       w.assign(v)
-  c.prepare_for_coding()
+  c.prepare_for_coding(tables)
   assert c.weights_ids() == a.weights_ids()
-  # Changing the top layer changes only the top id; a lower one changes all above.
+  # Changing the top layer changes only the top id; a lower one changes
+  # its own and all above.
   var = c.codecs[3].weight_variables[0]
   var.assign(var + 1)
-  c.prepare_for_coding()
+  c.prepare_for_coding(tables)
   assert c.weights_ids()[:3] == a.weights_ids()[:3]
   assert c.weights_ids()[3] != a.weights_ids()[3]
+  var = c.codecs[1].weight_variables[0]
+  var.assign(var + 1)
+  c.prepare_for_coding(tables)
+  assert c.weights_ids()[0] == a.weights_ids()[0]
+  assert all(x != y for x, y in zip(c.weights_ids()[1:], a.weights_ids()[1:]))
 
 
 def test_weights_ids_cover_coding_tables():
