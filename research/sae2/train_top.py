@@ -111,7 +111,8 @@ def main(argv=None):
   p.add_argument("--large-from", type=int, default=50000,
                  help="step from which the crops are 256 pixels (else 128)")
   p.add_argument("--lmbda", type=float, default=0.05)
-  p.add_argument("--lr", type=float, default=5e-4)
+  p.add_argument("--lr", type=float, default=1e-4,
+                 help="Adam's rate (5e-4 made plain kernels unstable: docs/sae2.md)")
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--validate-every", type=int, default=1000)
   p.add_argument("--seed", type=int, default=1)
