@@ -194,6 +194,9 @@ def _warm_split(mode, model, args, num_layers, repeats):
   whole = median_time(lambda *a: function(*a) if mode == "decompress"
                       else function(*a)[0], *args)
   out[f"warm: {mode} call"] = whole
+  from sae.models.model import ScalableAutoEncoder
+  if not isinstance(model, ScalableAutoEncoder):
+    return out  # the split below runs the cascade's layers one by one
   if mode == "decompress":
     strings, shape = args
     hw = latent_shape(shape)
