@@ -10,6 +10,7 @@ cache, keyed by the sources that shape it; delete ``.pytest_cache`` or run
 
 import fcntl
 import hashlib
+import math
 import os
 import pathlib
 import shutil
@@ -88,3 +89,20 @@ def tiny_model(tiny_weights):
   calls through the model cache of sae.cli.commands."""
   from sae.cli import commands
   return commands.cached_model(tiny_weights)
+
+
+@pytest.fixture
+def decoded_symbols(monkeypatch) -> list:
+  """The symbol count of every range decode run eagerly while the test
+  runs: what a test bounding the decoder's work asserts on, instead of wall
+  time (each decode call of tfc's op decodes exactly that many)."""
+  from sae.entropy import rangecode
+  counts = []
+  decode = rangecode.gen_ops.entropy_decode_index
+
+  def counting(handle, index, shape, *args, **kwargs):
+    counts.append(math.prod(int(n) for n in shape))
+    return decode(handle, index, shape, *args, **kwargs)
+
+  monkeypatch.setattr(rangecode.gen_ops, "entropy_decode_index", counting)
+  return counts

@@ -78,16 +78,22 @@ def test_the_payload_is_the_side_information_then_the_latent():
                                 layer.quantize(y))
 
 
-def test_hostile_payloads_end_in_bounded_time():
+def test_hostile_payloads_decode_only_the_declared_symbols(decoded_symbols):
+  """Whatever the payload, the decoder reads z's and y's declared symbols
+  (an escape each at most), then decodes or refuses."""
   layer = mean_scale_layer()
+  channels = layer.spec.latent_channels
+  declared = 4 * 4 * channels + layer.prior_channels  # y at 4x4, z at 1x1
   rng = np.random.default_rng(0)
   for size in (0, 1, 7, 300):
     payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    decoded_symbols.clear()
     try:
       y_hat = layer.decompress_latent(tf.constant([payload]), [4, 4])
-      assert y_hat.shape == (1, 4, 4, layer.spec.latent_channels)
+      assert y_hat.shape == (1, 4, 4, channels)
     except tf.errors.InvalidArgumentError:
       pass
+    assert declared <= sum(decoded_symbols) <= 2 * declared
 
 
 def test_weights_survive_a_checkpoint(tmp_path):
