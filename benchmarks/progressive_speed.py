@@ -38,8 +38,7 @@ def main(argv=None):
   quiet_tensorflow()
   import numpy as np
   from sae.stream import bitstream
-  from sae import codec, progressive
-  from sae.cli import commands
+  from sae import checkpoints, codec, progressive
   from sae.train import data
 
   if pathlib.Path(args.image).is_file():
@@ -48,7 +47,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     image = np.clip(rng.normal(128, 40, (512, 768, 3)), 0, 255).astype(np.uint8)
     source = f"generated 768x512 ({args.image} is absent)"
-  model = commands.cached_model(pathlib.Path(args.weights))
+  model = checkpoints.cached_model(pathlib.Path(args.weights))
   stream = codec.encode(model, image, model.num_layers)
   sizes = bitstream.layer_bytes(stream)
   pieces, start = [], 0

@@ -58,13 +58,12 @@ def load(weights=None):
   import pathlib
 
   from sae import checkpoints
-  from sae.cli import commands
   from sae.errors import InputError
   root = checkpoints.DEFAULT_WEIGHTS if weights is None else pathlib.Path(
       weights)
   if not root.is_dir():
     raise InputError(f"weights folder {str(root)!r} does not exist")
-  return commands.cached_model(root)
+  return checkpoints.cached_model(root)
 
 
 def encode(image, layers=None, weights=None) -> bytes:

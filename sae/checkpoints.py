@@ -270,6 +270,50 @@ def load_model(root=None, num_layers=None, prepare=True):
   return model
 
 
+# One model per weights folder and process: tests and notebooks call main()
+# many times, and building the coding tables is the slow part of loading.
+_MODELS = {}
+
+
+def cached_model(root, num_layers=None):
+  """The model of ``root`` with at least ``num_layers`` layers (default all).
+
+  Like load_model, but cached per folder and process (a stream's
+  weights ids are compared with the model's where it is decoded,
+  sae.codec.decode_stream).
+
+  Raises:
+    InputError: no such layers.
+  """
+  root = pathlib.Path(root)
+  have = available_layers(root)
+  if have == 0:
+    raise InputError(f"{str(root)!r} holds no trained layer")
+  needed = have if num_layers is None else num_layers
+  if needed > have:
+    raise InputError(f"{needed} layers needed, but {str(root)!r} has weights "
+                     f"for {have}")
+  key = str(root.resolve())
+  stamp = _folder_stamp(root, have)
+  cached = _MODELS.get(key)
+  if cached and cached[0] == stamp and cached[1].num_layers >= needed:
+    return cached[1]
+  model = load_model(root, needed)
+  _MODELS[key] = (stamp, model)
+  return model
+
+
+def _folder_stamp(root, num_layers) -> tuple:
+  """Changes whenever training rewrites the folder's config, weights or
+  coding tables."""
+  files = [root / CONFIG_FILE] + [
+      pathlib.Path(weights_prefix(root, k) + ".index")
+      for k in range(num_layers)]
+  files += [tables_path(root, k) for k in range(num_layers)]
+  return tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None
+               for f in files)
+
+
 def ship_weights(src, dst, num_layers=None, note=None) -> dict:
   """Copies the weights of layers 0..n-1 from a checkpoint directory (by
   default the layers that finished training).

@@ -86,9 +86,9 @@ def tiny_weights(request, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_weights):
   """The tiny weights loaded once, tables built; shared with in-process CLI
-  calls through the model cache of sae.cli.commands."""
-  from sae.cli import commands
-  return commands.cached_model(tiny_weights)
+  calls through the model cache of sae.checkpoints."""
+  from sae import checkpoints
+  return checkpoints.cached_model(tiny_weights)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_a_command_stores_its_function_and_the_next_uses_it(
   def no_model(*args, **kwargs):
     raise AssertionError("the model was built")
 
-  monkeypatch.setattr(commands, "cached_model", no_model)
+  monkeypatch.setattr(checkpoints, "cached_model", no_model)
   assert _compress(tiny_weights, photo, tmp_path / "b.sae") == 0
   assert (tmp_path / "a.sae").read_bytes() == (tmp_path / "b.sae").read_bytes()
 

@@ -131,7 +131,7 @@ def test_the_joint_phase_fine_tunes_every_nested_layer_into_a_model_that_codes(
   shipped = ckpt.parent / "shipped"
   assert checkpoints.ship_weights(out, shipped)["joint_fine_tuning"][
       "steps"] == 2
-  model = commands.cached_model(shipped)
+  model = checkpoints.cached_model(shipped)
   image = random_image(40, 24)
   strings, shape = model.compress(image, 4)
   expected = model.reconstructions(tf.cast(image, tf.float32)[None])

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 import train_joint
 from sae import checkpoints
-from sae.cli import commands
 from sae.config import get_preset
 from sae.models.base import to_uint8
 from sae.models.model import ScalableAutoEncoder
@@ -64,7 +63,7 @@ def test_fine_tuned_model_codes_and_ships_with_its_record(joint, tmp_path):
   assert manifest["status"] == "complete"
   assert manifest["joint_fine_tuning"]["steps"] == 2
   assert json.loads((shipped / "manifest.json").read_text()) == manifest
-  model = commands.cached_model(shipped)
+  model = checkpoints.cached_model(shipped)
   image = random_image(40, 24)
   strings, shape = model.compress(image, 4)
   expected = model.reconstructions(tf.cast(image, tf.float32)[None])

@@ -209,13 +209,13 @@ def decompress(args) -> int:
   num_layers = args.layers or stream.num_layers
   bitstream.check_layers(num_layers, stream.num_layers)
   codec = _coding_setup(args)
-  from sae import images as image_io
+  from sae import checkpoints, images as image_io
   from sae.stream import legacy
   bitstream.check_pixels(stream.height, stream.width, args.max_pixels)
   from sae.models.transforms import fits_one_band
   root = _weights_root(args.weights)
   if legacy.is_legacy(stream):  # its upgrade needs the model's layers
-    coder, store = cached_model(root, num_layers), lambda: None
+    coder, store = checkpoints.cached_model(root, num_layers), lambda: None
   else:
     coder, store = _one_shot_coder(
         root, num_layers,
@@ -235,8 +235,9 @@ def _compress_files(args) -> int:
   jobs, skipped = folders.plan(args.input, args.output, IMAGE_SUFFIXES,
                                STREAM_SUFFIX, args.force)
   codec = _coding_setup(args)
+  from sae import checkpoints
   root = _weights_root(args.weights)
-  model = cached_model(root, args.layers) if jobs else None
+  model = checkpoints.cached_model(root, args.layers) if jobs else None
   num_layers = args.layers or (model.num_layers if model else 0)
 
   def read(job):
@@ -257,9 +258,9 @@ def _decompress_files(args) -> int:
   jobs, skipped = folders.plan(args.input, args.output, (STREAM_SUFFIX,),
                                ".png", args.force)
   codec = _coding_setup(args)
-  from sae import images
+  from sae import checkpoints, images
   root = _weights_root(args.weights)
-  model = cached_model(root, args.layers) if jobs else None
+  model = checkpoints.cached_model(root, args.layers) if jobs else None
 
   def read(job):
     data, note = _read_stream(job.source), None
@@ -371,8 +372,9 @@ def export(args) -> int:
   out = pathlib.Path(args.output)
   check_output(out, directory_ok=True)
   quiet_tensorflow()
+  from sae import checkpoints
   from sae.cli import export as export_lib
-  export_lib.save(cached_model(_weights_root(args.weights)), out)
+  export_lib.save(checkpoints.cached_model(_weights_root(args.weights)), out)
   return 0
 
 
@@ -431,11 +433,6 @@ def _weights_root(arg) -> pathlib.Path:
   return root
 
 
-# One model per weights folder and process: tests and notebooks call main()
-# many times, and building the coding tables is the slow part of loading.
-_MODELS = {}
-
-
 def _one_shot_coder(root, num_layers, function):
   """(coder, store) for one image: the folder's stored coding function
   ``function`` (sae.coding_cache) when the cache has it, and a store()
@@ -443,46 +440,17 @@ def _one_shot_coder(root, num_layers, function):
   store() that stores the function, to call once the output is in place.
 
   Raises:
-    InputError: no such layers (as cached_model).
+    InputError: no such layers (as sae.checkpoints.cached_model).
   """
   from sae import checkpoints, coding_cache
   have = checkpoints.available_layers(root)
   if not 0 < (num_layers or have) <= have:
-    cached_model(root, num_layers)  # raises, naming what is missing
+    checkpoints.cached_model(root, num_layers)  # raises, naming what is missing
   stored = coding_cache.lookup(root, have, function)
   if stored is not None:
     return stored, lambda: None
-  model = cached_model(root)
+  model = checkpoints.cached_model(root)
   return model, lambda: coding_cache.store(model, root, function)
-
-
-def cached_model(root, num_layers=None):
-  """The model of ``root`` with at least ``num_layers`` layers (default all).
-
-  Like sae.checkpoints.load_model, but cached per folder and process (a
-  stream's weights ids are compared with the model's where it is decoded,
-  sae.codec.decode_stream).
-
-  Raises:
-    InputError: no such layers.
-  """
-  from sae import checkpoints
-  root = pathlib.Path(root)
-  have = checkpoints.available_layers(root)
-  if have == 0:
-    raise InputError(f"{str(root)!r} holds no trained layer")
-  needed = have if num_layers is None else num_layers
-  if needed > have:
-    raise InputError(f"{needed} layers needed, but {str(root)!r} has weights "
-                     f"for {have}")
-  key = str(root.resolve())
-  stamp = _folder_stamp(root, have)
-  cached = _MODELS.get(key)
-  if cached and cached[0] == stamp and cached[1].num_layers >= needed:
-    return cached[1]
-  model = checkpoints.load_model(root, needed)
-  _MODELS[key] = (stamp, model)
-  return model
 
 
 def _check_not_input(input_path, output_path) -> None:
@@ -491,15 +459,3 @@ def _check_not_input(input_path, output_path) -> None:
       and os.path.samefile(input_path, output_path)):
     raise InputError(f"output {str(output_path)!r} is the input; write to "
                      "another file (then rename it if you wish)")
-
-
-def _folder_stamp(root, num_layers) -> tuple:
-  """Changes whenever training rewrites the folder's config, weights or
-  coding tables."""
-  from sae import checkpoints
-  files = [root / checkpoints.CONFIG_FILE] + [
-      pathlib.Path(checkpoints.weights_prefix(root, k) + ".index")
-      for k in range(num_layers)]
-  files += [checkpoints.tables_path(root, k) for k in range(num_layers)]
-  return tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None
-               for f in files)
