@@ -37,6 +37,9 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--weights", required=True, help="train_top.py's --out")
   p.add_argument("--corpus", required=True)
+  p.add_argument("--averaged", action="store_true",
+                 help="the weights' moving average (averaged/) instead of "
+                      "the last step's")
   p.add_argument("--limit", type=int, default=None)
   args = p.parse_args(argv)
   from sae.eval import classical
@@ -45,7 +48,9 @@ def main(argv=None):
 
   model = WideModel()
   tf.train.Checkpoint(**model.checkpoint_objects()).read(
-      str(pathlib.Path(args.weights) / "weights" / "ckpt")).expect_partial()
+      str(pathlib.Path(args.weights) /
+          ("averaged" if args.averaged else "weights") / "ckpt")
+  ).expect_partial()
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3])])
   def run(x):

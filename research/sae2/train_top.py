@@ -12,12 +12,17 @@ crop): the go/no-go and the phase's validation are measured on them
 
   train/      the resumable checkpoint (with Adam's state; not committed)
   weights/    the model's variables alone, written at every save
+  averaged/   their exponential moving average (decay --average), the
+              same objects: what the go/no-go measures (go_no_go.py
+              --averaged), since one step's weights swing by about 1 dB
+              on the held-out crops at Adam's rate
   weights-f16.npz  the kernels in float16, the rest in float32, by
               checkpoint key: what is committed between sessions (about
               half the bytes; a run started from it restarts Adam, ramped
               up over WARMUP steps, from kernels rounded to float16)
   log.csv     step, seconds, loss, bpp, mse: running means of 100 steps
   val.csv     step, bpp, psnr, floor_psnr on the held-out centre crops
+  val_averaged.csv  the same for the averaged weights
 """
 
 import argparse
@@ -61,6 +66,12 @@ def save_committed(model, step, path):
   arrays = {k: v.numpy().astype(np.float16 if "kernel" in k else np.float32)
             for k, v in variables_by_key(model).items()}
   np.savez(path, __step__=np.array(step), **arrays)
+
+
+def variables_of(model):
+  """Every variable of the model, in checkpoint_objects order."""
+  return [v for obj in model.checkpoint_objects().values()
+          for v in (obj.weights if hasattr(obj, "weights") else obj.variables)]
 
 
 def load_committed(model, path) -> int:
@@ -116,6 +127,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--validate-every", type=int, default=1000)
   p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--average", type=float, default=0.999,
+                 help="decay of the weights' moving average (averaged/)")
   p.add_argument("--export", action="store_true",
                  help=f"write {COMMITTED} from the saved weights and stop")
   args = p.parse_args(argv)
@@ -154,6 +167,15 @@ def main(argv=None):
   # Every transform is built with the model: its variables exist now.
   variables = [v for obj in model.checkpoint_objects().values()
                for v in obj.trainable_variables]
+  # The moving average starts from the weights the run starts from.
+  averaged = WideModel()
+  averaged_ckpt = tf.train.Checkpoint(**averaged.checkpoint_objects())
+  if (out / "averaged" / "ckpt.index").exists():
+    averaged_ckpt.read(str(out / "averaged" / "ckpt")).assert_consumed()
+  else:
+    for a, v in zip(variables_of(averaged), variables_of(model)):
+      a.assign(v)
+  pairs = list(zip(variables_of(averaged), variables_of(model)))
   if args.export:
     save_committed(model, int(step), out / COMMITTED)
     print(f"{out / COMMITTED}: step {int(step)}", flush=True)
@@ -166,31 +188,39 @@ def main(argv=None):
       loss = tf.reduce_mean(bpp) + args.lmbda * tf.reduce_mean(mse)
     grads = tape.gradient(loss, variables)
     optimizer.apply_gradients(zip(grads, variables))
+    for a, v in pairs:
+      a.assign(args.average * a + (1 - args.average) * v)
     return loss, tf.reduce_mean(bpp), tf.reduce_mean(mse)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
-  def evaluate(x):
-    bpp, mse, _ = model(x, training=False)
-    return bpp, mse, model.floor(x)
+  def evaluation(m):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])])
+    def evaluate(x):
+      bpp, mse, _ = m(x, training=False)
+      return bpp, mse, m.floor(x)
+    return evaluate
 
+  evaluations = {"val.csv": evaluation(model),
+                 "val_averaged.csv": evaluation(averaged)}
   val_x = held_out_crops(held)
 
   def validate():
-    bpp, mse, floor = (t.numpy() for t in evaluate(val_x))
-    psnr = np.mean(10 * np.log10(255 ** 2 / mse))
-    floor_psnr = np.mean(10 * np.log10(255 ** 2 / floor))
-    new = not (out / "val.csv").exists()
-    with open(out / "val.csv", "a", newline="") as f:
-      w = csv.writer(f)
-      if new:
-        w.writerow(["step", "bpp", "psnr", "floor_psnr"])
-      w.writerow([int(step), f"{bpp.mean():.4f}", f"{psnr:.3f}",
-                  f"{floor_psnr:.3f}"])
-    print(f"val {int(step)}: {bpp.mean():.4f} bpp {psnr:.2f} dB "
-          f"(floor {floor_psnr:.2f})", flush=True)
+    for name, evaluate in evaluations.items():
+      bpp, mse, floor = (t.numpy() for t in evaluate(val_x))
+      psnr = np.mean(10 * np.log10(255 ** 2 / mse))
+      floor_psnr = np.mean(10 * np.log10(255 ** 2 / floor))
+      new = not (out / name).exists()
+      with open(out / name, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+          w.writerow(["step", "bpp", "psnr", "floor_psnr"])
+        w.writerow([int(step), f"{bpp.mean():.4f}", f"{psnr:.3f}",
+                    f"{floor_psnr:.3f}"])
+      print(f"{name[:-4]} {int(step)}: {bpp.mean():.4f} bpp {psnr:.2f} dB "
+            f"(floor {floor_psnr:.2f})", flush=True)
 
   def save():
     manager.save()
+    averaged_ckpt.write(str(out / "averaged" / "ckpt"))
     weights.write(str(out / "weights" / "ckpt"))
     (out / "weights" / "checkpoint").write_text(
         'model_checkpoint_path: "ckpt"\n')
