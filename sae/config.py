@@ -44,6 +44,10 @@ class LayerSpec:
       with the base's Gaussians, sae.models.nested).
     step: the quantization step of the latent (1 in a cascade; the nested
       family's layers quantize one latent at steps 27, 9, 3, 1).
+    transforms: the analysis and synthesis (sae.models.transforms):
+      "bls2017", Balle et al.'s 9x9 /4 and two 5x5 /2 convolutions of
+      ``conv_filters`` each; "tapered", four 5x5 /2 convolutions widening
+      to ``conv_filters`` as the resolution halves (SAE-2, issue #39).
   """
 
   conv_filters: int
@@ -53,11 +57,14 @@ class LayerSpec:
   learning_rate: float = 1e-3
   kind: str = "factorized"
   step: float = 1.0
+  transforms: str = "bls2017"
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     if d["step"] == 1.0:  # a cascade's: config.json stays as it was
       del d["step"]
+    if d["transforms"] == "bls2017":  # every model before SAE-2's, as it was
+      del d["transforms"]
     return d
 
   @classmethod

@@ -27,21 +27,21 @@ def tiny_model(num_layers=4, seed=0):
   return model
 
 
-def nested_config(scale=0.01):
-  """The tiny nested preset with its steps times ``scale``: an untrained
-  latent is small, and at the preset's steps (27 .. 1) the lower layers
-  would send no trit at all."""
+def nested_config(scale=0.01, family="sae-nested"):
+  """The tiny preset of a nested family with its steps times ``scale``: an
+  untrained latent is small, and at the preset's steps (27 .. 1) the lower
+  layers would send no trit at all."""
   layers = tuple(dataclasses.replace(s, step=s.step * scale)
-                 for s in families.get("sae-nested").preset("tiny").layers)
-  return ModelConfig(layers, preset="tiny", family="sae-nested")
+                 for s in families.get(family).preset("tiny").layers)
+  return ModelConfig(layers, preset="tiny", family=family)
 
 
 @functools.lru_cache(maxsize=None)
-def nested_model(seed=0):
-  """A tiny nested model (nested_config) with coding tables."""
+def nested_model(seed=0, family="sae-nested"):
+  """A tiny model of a nested family (nested_config) with coding tables."""
   import tensorflow as tf
   tf.keras.utils.set_random_seed(seed)
-  model = families.build_model(nested_config())
+  model = families.build_model(nested_config(family=family))
   model.prepare_for_coding()
   return model
 

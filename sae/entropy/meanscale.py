@@ -29,7 +29,7 @@ import tensorflow_compression as tfc
 from sae.entropy import exact, rangecode
 from sae.entropy.layer import (TABLE_KEYS, LayerCodec, LayerOutput, checked,
                        straight_through)
-from sae.models.transforms import SignalConv2D
+from sae.models.transforms import TAPERED_KERNEL, SignalConv2D
 
 # The Gaussian's scale grid, as in tfc's models/bmshj2018.py: 64 levels,
 # log-spaced from 0.11 to 256.
@@ -72,30 +72,58 @@ def gaussian_rows(index):
 
 
 def conv(filters, kernel, name, down=1, up=1, activation=None,
-         bias_initializer="zeros"):
+         bias_initializer="zeros", use_bias=True, kernel_parameter="rdft"):
   return SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
-      strides_up=up, padding="same_zeros", use_bias=True,
-      activation=activation, bias_initializer=bias_initializer)
+      strides_up=up, padding="same_zeros", use_bias=use_bias,
+      activation=activation, bias_initializer=bias_initializer,
+      kernel_parameter=kernel_parameter)
 
 
-def hyper_analysis_transform(filters):
-  """y -> z at 1/HYPER_STRIDE of y's resolution."""
+def hyper_analysis_transform(filters, channels=None,
+                             activation=tf.nn.leaky_relu, z_bias=True,
+                             **kwargs):
+  """y -> z (``channels``, default ``filters``) at 1/HYPER_STRIDE of y's
+  resolution; ``kwargs`` for every convolution."""
   return tf.keras.Sequential([
-      conv(filters, 3, "layer_0", activation=tf.nn.leaky_relu),
-      conv(filters, 5, "layer_1", down=2, activation=tf.nn.leaky_relu),
-      conv(filters, 5, "layer_2", down=2),
+      conv(filters, 3, "layer_0", activation=activation, **kwargs),
+      conv(filters, 5, "layer_1", down=2, activation=activation, **kwargs),
+      conv(channels or filters, 5, "layer_2", down=2, use_bias=z_bias,
+           **kwargs),
   ], name="hyper_analysis")
 
 
-def hyper_synthesis_transform(filters, latent_channels):
+def hyper_synthesis_transform(filters, latent_channels,
+                              activation=tf.nn.leaky_relu, **kwargs):
   """ẑ -> [means, scale logits] of y (2 x latent_channels).  The scales
   start at the grid's floor, the means at 0."""
   return tf.keras.Sequential([
-      conv(filters, 5, "layer_0", up=2, activation=tf.nn.leaky_relu),
-      conv(filters, 5, "layer_1", up=2, activation=tf.nn.leaky_relu),
-      conv(2 * latent_channels, 3, "layer_2"),
+      conv(filters, 5, "layer_0", up=2, activation=activation, **kwargs),
+      conv(filters, 5, "layer_1", up=2, activation=activation, **kwargs),
+      conv(2 * latent_channels, 3, "layer_2", **kwargs),
   ], name="hyper_synthesis")
+
+
+def hyper_channels(spec) -> int:
+  """Channels of z: the hidden width, or two thirds of it in the tapered
+  layout (SAE-2's 128 for 192)."""
+  return spec.conv_filters * 2 // 3 if spec.transforms == "tapered" else (
+      spec.conv_filters)
+
+
+def hyper_transforms(spec):
+  """(hyper-analysis, hyper-synthesis) of ``spec``'s layout: leaky ReLUs
+  and Fourier kernels (bls2017); ReLUs and plain kernels, z without a bias
+  (tapered, as SAE-2's single-rate phase trained them)."""
+  if spec.transforms != "tapered":
+    return (hyper_analysis_transform(spec.conv_filters),
+            hyper_synthesis_transform(spec.conv_filters, spec.latent_channels))
+  plain = {"kernel_parameter": TAPERED_KERNEL}
+  return (hyper_analysis_transform(
+              spec.conv_filters, hyper_channels(spec), tf.nn.relu,
+              z_bias=False, **plain),
+          hyper_synthesis_transform(spec.conv_filters, spec.latent_channels,
+                                    tf.nn.relu, **plain))
 
 
 def gaussian_model(**kwargs):
@@ -132,11 +160,9 @@ class MeanScaleCodec(LayerCodec):
 
   def __init__(self, spec, name):
     super().__init__(spec, name)
-    self.hyper_analysis = hyper_analysis_transform(spec.conv_filters)
-    self.hyper_synthesis = hyper_synthesis_transform(
-        spec.conv_filters, spec.latent_channels)
+    self.hyper_analysis, self.hyper_synthesis = hyper_transforms(spec)
     self.hyper_analysis.build((None, None, None, spec.latent_channels))
-    self.hyper_synthesis.build((None, None, None, spec.conv_filters))
+    self.hyper_synthesis.build((None, None, None, hyper_channels(spec)))
     self._gaussian_tables = None  # (cdf, cdf_offset) numpy, with the coder
     # The hyper-synthesis in exact integer arithmetic, with the coder: None
     # for tables stored before it existed (their streams were coded with
@@ -146,7 +172,7 @@ class MeanScaleCodec(LayerCodec):
 
   @property
   def prior_channels(self) -> int:
-    return self.spec.conv_filters
+    return hyper_channels(self.spec)
 
   def freeze_transforms(self, on=True):
     super().freeze_transforms(on)

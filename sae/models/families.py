@@ -103,6 +103,28 @@ def nested_table(preset: str) -> tuple:
                for s in NESTED_LAYERS)
 
 
+# SAE-2 (sae.models.sae2): the nested layers of one wide latent (tapered
+# transforms: 48, 96, 192 filters, 320 latent channels), the base trained
+# single-rate at the top layer's lambda, 0.05 (CompressAI's 0.0483 gives its
+# M = 320 hyperprior about 0.94 bpp on Kodak), with Adam at 2e-4 (5e-4
+# diverged with plain kernels, docs/sae2.md); the layers' lambdas below the
+# top weigh the prefixes in the joint phase.
+SAE2_LAYERS: tuple[LayerSpec, ...] = tuple(
+    dataclasses.replace(spec, conv_filters=192, latent_channels=320,
+                        lmbda=0.05 if k == len(NESTED_LAYERS) - 1 else spec.lmbda,
+                        learning_rate=2e-4 if k == 0 else 1e-4,
+                        transforms="tapered")
+    for k, spec in enumerate(NESTED_LAYERS))
+
+
+def sae2_table(preset: str) -> tuple:
+  """SAE-2's layers; "tiny": 12 filters (3, 6, 12), 16 latent channels."""
+  if preset == "paper":
+    return SAE2_LAYERS
+  return tuple(dataclasses.replace(s, conv_filters=12, latent_channels=16)
+               for s in SAE2_LAYERS)
+
+
 FAMILIES = {family.name: family for family in (
     Family(
         "sae", "sae.models.model:ScalableAutoEncoder",
@@ -116,6 +138,15 @@ FAMILIES = {family.name: family for family in (
         description="SAE+ nested (one mean-scale latent, refined in trits "
         "by every layer)",
         metrics=("mse",), table=nested_table, base_trains_every_layer=True,
+        shared_width=True),
+    Family(
+        "sae2", "sae.models.sae2:WideNestedAutoEncoder",
+        help="one wide mean-scale latent (320 channels) trained for the top "
+        "layer first, then refined in trits by every layer (MSE only; "
+        "in progress, issue #39)",
+        description="SAE-2 (one wide latent trained for the top, nested "
+        "layers)",
+        metrics=("mse",), table=sae2_table, base_trains_every_layer=True,
         shared_width=True),
 )}
 

@@ -1,4 +1,11 @@
-"""Analysis and synthesis transforms of Balle et al. 2017, sized by a LayerSpec.
+"""Analysis and synthesis transforms, sized by a LayerSpec.
+
+``spec.transforms`` names the layout: "bls2017", Balle et al. 2017's (9x9 /4,
+5x5 /2, 5x5 /2, ``conv_filters`` each), or "tapered", SAE-2's (four 5x5 /2
+convolutions of conv_filters / 4, / 2 and conv_filters, then the latent:
+the width grows as the resolution halves, so a wide latent costs about
+twice the nested model's step, docs/sae2.md).  Both have a total stride of
+16 and receptive fields within BAND_HALO latent rows.
 
 Unlike bls2017 these transforms do not rescale by 255: layers above the base
 code residuals, which are signed, so every layer works on the 0..255 scale
@@ -10,8 +17,27 @@ import tensorflow_compression as tfc
 
 from sae.config import LayerSpec
 
-# 9x9 /4, 5x5 /2, 5x5 /2.
+# 9x9 /4, 5x5 /2, 5x5 /2; or four 5x5 /2.
 TOTAL_STRIDE = 16
+LAYOUTS = ("bls2017", "tapered")
+# The tapered layout's kernels are plain variables.  tfc's default, kernels
+# stored as their Fourier coefficients, costs an inverse FFT of every kernel
+# and its gradient at each step: on 2 cores the 192 -> 320 layer took
+# 392 ms forward and backward against 42 ms plain (docs/sae2.md).  The
+# bls2017 layout keeps tfc's default, which its shipped weights hold.
+TAPERED_KERNEL = "variable"
+
+
+def tapered_filters(spec: LayerSpec) -> tuple:
+  """The tapered layout's hidden widths, finest resolution first."""
+  return (spec.conv_filters // 4, spec.conv_filters // 2, spec.conv_filters)
+
+
+def _layout(spec: LayerSpec) -> str:
+  if spec.transforms not in LAYOUTS:
+    raise ValueError(f"unknown transforms {spec.transforms!r} (one of "
+                     f"{', '.join(LAYOUTS)})")
+  return spec.transforms
 
 
 class GDN(tfc.GDN):
@@ -127,6 +153,17 @@ class AnalysisTransform(_Transform):
   def __init__(self, spec: LayerSpec, name: str = "analysis"):
     super().__init__(name=name)
     self.add(tf.keras.layers.Rescaling(1 / 255))
+    if _layout(spec) == "tapered":
+      for i, filters in enumerate(tapered_filters(spec)):
+        self.add(SignalConv2D(
+            filters, (5, 5), name=f"layer_{i}", corr=True, strides_down=2,
+            padding="same_zeros", use_bias=True, activation=GDN(name=f"gdn_{i}"),
+            kernel_parameter=TAPERED_KERNEL))
+      self.add(SignalConv2D(
+          spec.latent_channels, (5, 5), name="layer_3", corr=True,
+          strides_down=2, padding="same_zeros", use_bias=False,
+          kernel_parameter=TAPERED_KERNEL))
+      return
     self.add(SignalConv2D(
         spec.conv_filters, (9, 9), name="layer_0", corr=True, strides_down=4,
         padding="same_zeros", use_bias=True, activation=GDN(name="gdn_0")))
@@ -143,6 +180,18 @@ class SynthesisTransform(_Transform):
 
   def __init__(self, spec: LayerSpec, name: str = "synthesis"):
     super().__init__(name=name)
+    if _layout(spec) == "tapered":
+      for i, filters in enumerate(reversed(tapered_filters(spec))):
+        self.add(SignalConv2D(
+            filters, (5, 5), name=f"layer_{i}", corr=False, strides_up=2,
+            padding="same_zeros", use_bias=True,
+            activation=GDN(name=f"igdn_{i}", inverse=True),
+            kernel_parameter=TAPERED_KERNEL))
+      self.add(SignalConv2D(
+          3, (5, 5), name="layer_3", corr=False, strides_up=2,
+          padding="same_zeros", use_bias=True, kernel_parameter=TAPERED_KERNEL))
+      self.add(tf.keras.layers.Rescaling(255))
+      return
     self.add(SignalConv2D(
         spec.conv_filters, (5, 5), name="layer_0", corr=False, strides_up=2,
         padding="same_zeros", use_bias=True,
