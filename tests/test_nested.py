@@ -21,9 +21,10 @@ def test_the_family_builds_a_nested_model_of_four_steps():
   assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
 
 
+@pytest.mark.parametrize("family", ["sae-nested", "sae2"])
 @pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
-def test_each_prefix_decodes_to_its_layers_reconstruction(height, width):
-  model = nested_model()
+def test_each_prefix_decodes_to_its_layers_reconstruction(height, width, family):
+  model = nested_model(family=family)
   image = random_image(height, width, seed=3)
   expected = model.reconstructions(tf.cast(image, tf.float32)[None])
   strings, shape = model.compress(image, 4)

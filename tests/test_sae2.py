@@ -40,17 +40,6 @@ def test_the_paper_preset_is_the_research_runs_network():
   assert families.get("sae2").preset("paper").layers[-1].lmbda == 0.05
 
 
-@pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
-def test_each_prefix_decodes_to_its_layers_reconstruction(height, width):
-  model = sae2_model()
-  image = random_image(height, width, seed=3)
-  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
-  strings, shape = model.compress(image, 4)
-  for k in range(1, 5):
-    decoded = model.decompress(strings[:k], shape).numpy()
-    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
-
-
 def test_the_base_trains_single_rate_at_the_top_step_and_lambda():
   model = build_sae2(seed=2)
   for k in range(1, 4):

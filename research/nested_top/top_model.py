@@ -16,22 +16,17 @@ so every bit it sends is the top layer's.  The residual path's last
 convolution starts at zero, so training starts at the three-layer image.
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
-_LOG_SCALE_STEP = (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1)
+# The package's Gaussian grid (the caller puts the repository on sys.path).
+from sae.entropy.meanscale import SCALES_LEVELS, scale_fn
 
 ANALYSIS_FILTERS = (64, 96, 128)
 LATENT_CHANNELS = 192
 CONTEXT_FILTERS = 192
 FUSION_FILTERS = 32
 NESTED_CHANNELS = 128
-
-
-def scale_fn(index):
-  return tf.exp(np.log(SCALES_MIN) + _LOG_SCALE_STEP * index)
 
 
 def gaussian_model(coding_rank=3):
