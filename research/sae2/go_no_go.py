@@ -26,11 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
 from model import WideModel, gaussian_model  # noqa: E402
 from train_top import split  # noqa: E402
-
-
-def psnr(a, b):
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-  return 10 * np.log10(255 ** 2 / mse)
+from sae.eval.metrics import psnr  # noqa: E402
 
 
 def main(argv=None):

@@ -27,13 +27,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 from model import WideModel, gaussian_model, _LOG_SCALE_STEP  # noqa: E402
 from train_top import split  # noqa: E402
+from sae.eval.metrics import psnr  # noqa: E402
 
 STEPS = (27.0, 9.0, 3.0, 1.0)
-
-
-def psnr(a, b):
-  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-  return 10 * np.log10(255 ** 2 / mse)
 
 
 def main(argv=None):
