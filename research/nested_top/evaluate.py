@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE.parent / "sae2"))
 sys.path.insert(0, str(HERE))
 from train_top import split  # noqa: E402
-from top_model import ConditionalTop  # noqa: E402
+from export import load_top  # noqa: E402
 from train import nested_lower  # noqa: E402
 from sae.eval.metrics import psnr  # noqa: E402
 
@@ -40,7 +40,8 @@ def at_rate(bpp, points):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--weights", required=True, help="train.py's --out")
+  p.add_argument("--weights", required=True,
+                 help="train.py's --out, or export.py's npz")
   p.add_argument("--corpus", required=True)
   p.add_argument("--nested", default=str(ROOT / "weights" / "sae-nested"))
   p.add_argument("--limit", type=int, default=None)
@@ -51,9 +52,8 @@ def main(argv=None):
   from sae.models.transforms import pad_to_stride
 
   lower = nested_lower(args.nested)
-  model = ConditionalTop()
-  tf.train.Checkpoint(**model.checkpoint_objects()).read(
-      str(pathlib.Path(args.weights) / "weights" / "ckpt")).expect_partial()
+  model, step = load_top(args.weights)
+  print(f"conditional top at step {step}", flush=True)
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3])])
   def top(x):
