@@ -11,13 +11,11 @@ PSNR, and the three- and four-layer nested PSNR on the held-out 256² crops).
 
 The rate's gradient into the new latent rises from 0 to 1 over the first
 --rate-warmup steps (the context that predicts its Gaussians learns from
-the rate from the start).  Without it the latent collapses to its means
-before anything can use it: the residual path's last convolution starts at
-zero, so at first no distortion gradient reaches the analysis, while the
-rate pulls every element to its mean from the first step.  A run without
-it sat at the three-layer image (0.000 bpp at rounding) for 1,050 steps;
-one that only ramped the rate term's weight collapsed within 200 steps,
-since the untrained latent's rate (470 bpp) dwarfs the distortion term.
+the rate from the start), so the latent learns to carry the residual
+before it pays for it.  With top_model.py's latent gain, noisy synthesis
+input and near-zero residual start, this is what keeps the new latent from
+collapsing to its means (docs/sae2.md, session 29: three starts without
+them stayed at the three-layer image).
 """
 
 import argparse
@@ -87,6 +85,9 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--validate-every", type=int, default=1000)
   p.add_argument("--seed", type=int, default=1)
+  p.add_argument("--init", default=None,
+                 help="export.py's npz to start a fresh run from (its step "
+                 "kept; Adam's state is not in it and starts over)")
   args = p.parse_args(argv)
 
   out = pathlib.Path(args.out)
@@ -106,6 +107,10 @@ def main(argv=None):
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     print(f"resumed at step {int(step)}", flush=True)
+  elif args.init:
+    from train_top import load_committed
+    step.assign(load_committed(model, args.init))
+    print(f"started from {args.init} at step {int(step)}", flush=True)
   variables = [v for obj in model.checkpoint_objects().values()
                for v in obj.trainable_variables]
   spec = [tf.TensorSpec([None, None, None, 3])]
