@@ -31,7 +31,7 @@ NESTED_CHANNELS = 128
 # The analysis' output is scaled by this fixed gain.  Fed 0..1 pixels, an
 # initialized analysis gives |w| of about 0.007, far below one quantization
 # step: under the training noise the synthesis sees noise alone, learns to
-# ignore it, and w shrinks on (two runs without the gain stayed at
+# ignore it, and w shrinks on (runs without the gain stayed at
 # |w| ~ 0.007 and 0.000 bpp at rounding).  With it |w| starts near 0.7.
 LATENT_GAIN = 100.0
 

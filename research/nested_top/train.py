@@ -14,8 +14,8 @@ The rate's gradient into the new latent rises from 0 to 1 over the first
 the rate from the start), so the latent learns to carry the residual
 before it pays for it.  With top_model.py's latent gain, noisy synthesis
 input and near-zero residual start, this is what keeps the new latent from
-collapsing to its means (docs/sae2.md, session 29: three starts without
-them stayed at the three-layer image).
+collapsing to its means (docs/sae2.md, session 29: four starts without
+all of them stayed at the three-layer image).
 """
 
 import argparse
