@@ -41,7 +41,9 @@ class LayerSpec:
     kind: the layer's entropy model: "factorized" (the paper's prior,
       sae.entropy.layer), "meanscale" (a mean-scale hyperprior, sae.entropy.meanscale) or
       "nested" (a finer quantization of the base's latent, coded in trits
-      with the base's Gaussians, sae.models.nested).
+      with the base's Gaussians, sae.models.nested) or "conditional" (a
+      latent of its own coded given the nested layers below,
+      sae.entropy.conditional).
     step: the quantization step of the latent (1 in a cascade; the nested
       family's layers quantize one latent at steps 27, 9, 3, 1).
     transforms: the analysis and synthesis (sae.models.transforms):

@@ -169,6 +169,10 @@ class MeanScaleCodec(LayerCodec):
     # the float transform, and still decode where the arithmetic agrees).
     self._exact_side = None
     self._side_tables = {}
+    # The means of the exact hyper-synthesis in float (they select no
+    # table); False: exact too, for a layer above whose tables depend on
+    # the decoded latent (sae.models.conditional).  Read when prepared.
+    self.float_means = True
 
   @property
   def prior_channels(self) -> int:
@@ -272,7 +276,8 @@ class MeanScaleCodec(LayerCodec):
     # The means select no table (they move the reconstruction only): float.
     self._exact_side = (exact.ExactTransform(
         self.hyper_synthesis, self._side_tables, SIDE_PREFIX,
-        float_outputs=slice(0, self.spec.latent_channels))
+        float_outputs=(slice(0, self.spec.latent_channels)
+                       if self.float_means else None))
                         if self._side_tables else None)
     # The weights id covers the integer weights too (LayerCodec.tables_digest).
     self.table_keys = (MeanScaleCodec.table_keys +

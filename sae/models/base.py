@@ -38,6 +38,8 @@ from sae.models.transforms import (BAND_LATENT_PIXELS, analyze_in_bands,
                                    synthesize_in_bands)
 
 # The class of each layer kind (LayerSpec.kind; families: sae.models.families).
+# A "conditional" layer (sae.entropy.conditional) needs the channels of the
+# latent below it: its family builds it (LayeredModel.make_codec).
 CODECS = {"factorized": LayerCodec, "meanscale": MeanScaleCodec,
           "nested": RungCodec}
 
@@ -70,12 +72,16 @@ class LayeredModel(tf.keras.Model, metaclass=abc.ABCMeta):
       raise ValueError("specs must hold at least one layer")
     self.specs = tuple(specs)
     self.metric = metric
-    self.codecs = [CODECS[s.kind](s, name=layer_name(k))
-                   for k, s in enumerate(self.specs)]
+    self.codecs = [self.make_codec(k, s) for k, s in enumerate(self.specs)]
     self._coding_ids = None  # "id0,id1,.." hex, fixed by prepare_for_coding
     # Coding runs the transforms on bands of this many latent pixels, so
     # memory stays bounded at any image size (read when first traced).
     self.band_latent_pixels = BAND_LATENT_PIXELS
+
+  def make_codec(self, k, spec):
+    """Layer ``k``'s codec, of its kind's class (a family whose layers need
+    more than their spec, sae.models.conditional, builds its own)."""
+    return CODECS[spec.kind](spec, name=layer_name(k))
 
   def start_layer(self, k):
     """Prepares layer ``k`` before its training starts afresh (nothing in

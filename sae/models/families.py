@@ -40,8 +40,9 @@ class Family:
     base_trains_every_layer: the base trains with the specs of the layers
       above (their steps and lambdas), as the nested base learns the latent
       for every layer's step.
-    shared_width: an enhancement layer has the base's conv_filters (a
-      nested layer starts from the synthesis below it).
+    shared_width: a nested enhancement layer has the base's conv_filters
+      (it starts from the synthesis below it; a conditional layer has its
+      own width).
   """
 
   name: str
@@ -125,6 +126,26 @@ def sae2_table(preset: str) -> tuple:
                for s in SAE2_LAYERS)
 
 
+# The conditional family (sae.models.conditional): the nested family's
+# base, el1 and el2, and a conditional top layer with a latent of its own
+# (64, 96, 128 filters into 192 channels), its Gaussians predicted from
+# the nested latent at el2's step; trained at the nested el3's lambda with
+# Adam at 2e-4, as the research run that chose it (docs/sae2.md).
+CONDITIONAL_LAYERS: tuple[LayerSpec, ...] = NESTED_LAYERS[:3] + (
+    dataclasses.replace(NESTED_LAYERS[3], conv_filters=128,
+                        latent_channels=192, learning_rate=2e-4,
+                        kind="conditional", step=1.0),)
+
+
+def conditional_table(preset: str) -> tuple:
+  """The conditional family's layers; "tiny": the nested family's tiny
+  ladder and a top of 8 filters and 16 latent channels."""
+  if preset == "paper":
+    return CONDITIONAL_LAYERS
+  return nested_table("tiny")[:3] + (dataclasses.replace(
+      CONDITIONAL_LAYERS[3], conv_filters=8, latent_channels=16),)
+
+
 FAMILIES = {family.name: family for family in (
     Family(
         "sae", "sae.models.model:ScalableAutoEncoder",
@@ -148,6 +169,14 @@ FAMILIES = {family.name: family for family in (
         "layers)",
         metrics=("mse",), table=sae2_table, base_trains_every_layer=True,
         shared_width=True),
+    Family(
+        "sae-conditional", "sae.models.conditional:ConditionalNestedAutoEncoder",
+        help="sae-nested's base, el1 and el2, and a top layer with a latent "
+        "of its own coded given theirs (MSE only)",
+        description="SAE+ conditional (sae-nested's three lower layers and "
+        "a conditional top layer)",
+        metrics=("mse",), table=conditional_table,
+        base_trains_every_layer=True, shared_width=True),
 )}
 
 

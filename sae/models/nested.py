@@ -45,19 +45,24 @@ from sae.models.base import CascadeOutput, Finish, LayeredModel
 from sae.models.transforms import latent_shape, pad_to_stride
 
 
+# The kinds of layer that refine the base's latent: the ladder's rungs.
+LADDER_KINDS = ("meanscale", "nested")
+
+
 class NestedAutoEncoder(LayeredModel):
   """The base (a MeanScaleCodec) and RungCodecs, from one LayerSpec table
   whose ``step``s shrink by 3 from layer to layer."""
 
   def __init__(self, specs, metric="mse"):
     super().__init__(specs, metric)
-    self.steps = tuple(float(s.step) for s in self.specs)
+    ladder = [s for s in self.specs if s.kind in LADDER_KINDS]
+    self.steps = tuple(float(s.step) for s in ladder)
     trits.nest(tf.zeros([1, 1]), self.steps)  # refuses steps that do not nest
     if any(s.latent_channels != self.specs[0].latent_channels
-           for s in self.specs):
+           for s in ladder):
       raise ValueError("every layer of a nested model refines the base's "
                        "latent: give them its latent channels")
-    if any(s.conv_filters != self.specs[0].conv_filters for s in self.specs):
+    if any(s.conv_filters != self.specs[0].conv_filters for s in ladder):
       raise ValueError("every layer of a nested model starts from the base's "
                        "synthesis: give them its width")
 
@@ -68,6 +73,12 @@ class NestedAutoEncoder(LayeredModel):
   @property
   def base(self):
     return self.codecs[0]
+
+  @property
+  def ladder_layers(self) -> int:
+    """How many layers, from the base, refine its latent: all of them
+    here; a family may put other layers on top (sae.models.conditional)."""
+    return len(self.steps)
 
   def start_layer(self, k):
     """A new layer's synthesis starts from the one below it, trained on the
@@ -118,9 +129,10 @@ class NestedAutoEncoder(LayeredModel):
     if k == 0:
       # The layers in turn from a random one: balanced in a batch of a
       # multiple of the layers, and every layer trained in any other.
-      start = tf.random.uniform([], 0, self.num_layers, tf.int32)
+      start = tf.random.uniform([], 0, self.ladder_layers, tf.int32)
       return self._base_forward(
-          x, (tf.range(tf.shape(x)[0]) + start) % self.num_layers, training)
+          x, (tf.range(tf.shape(x)[0]) + start) % self.ladder_layers,
+          training)
     return self.forward_synthesis(x, k, training)
 
   def forward_synthesis(self, x, k, training=True):
@@ -154,7 +166,7 @@ class NestedAutoEncoder(LayeredModel):
       return super().layer_validations(k, forward)
     return {layers_label(r): (lambda batch, training=True, r=r:
                               self.at_rung(batch, r, training))
-            for r in range(self.num_layers)}
+            for r in range(self.ladder_layers)}
 
   def _base_forward(self, x, rungs, training):
     """The base's loss, crop b coded at layer rungs[b]'s step with its
@@ -204,11 +216,17 @@ class NestedAutoEncoder(LayeredModel):
   # and refine call these.
 
   def _code_layers(self, image, num_layers, one_band=False):
+    strings = self._code_ladder(image, num_layers, one_band)[0]
+    return tf.stack(strings), tf.shape(image)[:2]
+
+  def _code_ladder(self, image, num_layers, one_band=False):
+    """The ladder's strings (empty from ``num_layers`` on), the padded
+    float image, and the finest coded symbols and their means."""
     x = pad_to_stride(tf.cast(image, tf.float32)[None])
     y = self._analyze(self.base, x, one_band)
     string, symbols, mean, index = self.base.encode_symbols(y, self.steps[0])
     strings = [string[0]]
-    for k in range(1, self.num_layers):
+    for k in range(1, self.ladder_layers):
 
       def code(k=k, parent=symbols):
         child = trits.refine(parent, y - mean, self.steps[k])
@@ -218,14 +236,14 @@ class NestedAutoEncoder(LayeredModel):
       string, symbols = tf.cond(k < num_layers, code,
                                 lambda s=symbols: (tf.constant(""), s))
       strings.append(string)
-    return tf.stack(strings), tf.shape(image)[:2]
+    return strings, x, symbols, mean
 
   def _decode_symbols(self, strings, hw):
     """(symbols of the finest layer in ``strings``, means, its index)."""
-    n = tf.minimum(tf.shape(strings)[0], self.num_layers)
+    n = tf.minimum(tf.shape(strings)[0], self.ladder_layers)
     symbols, mean, index = self.base.decode_symbols(
         strings[:1], hw, self.steps[0])
-    for k in range(1, self.num_layers):
+    for k in range(1, self.ladder_layers):
 
       def decode(k=k, parent=symbols):
         rows = gaussian_rows(index_at_step(index, self.steps[k]))
@@ -244,7 +262,7 @@ class NestedAutoEncoder(LayeredModel):
     y_hat = symbols * tf.gather(self.steps, top) + mean
     return tf.switch_case(top, [
         lambda codec=codec: self._synthesize(codec, y_hat, one_band)
-        for codec in self.codecs])
+        for codec in self.codecs[:self.ladder_layers]])
 
   def _refine(self, k, strings, image_shape, total):
     """A prefix decodes by one synthesis: layers 0..k decoded again, the

@@ -105,7 +105,7 @@ class SignalConv2D(tfc.SignalConv2D):
     return super().kernel
 
 
-class _Transform(tf.keras.Sequential):
+class Transform(tf.keras.Sequential):
   """A Sequential of tfc layers built layer by layer, without a traced call.
 
   Keras builds a Sequential by tracing a call on a symbolic input, which
@@ -147,7 +147,7 @@ class _Transform(tf.keras.Sequential):
     return outputs
 
 
-class AnalysisTransform(_Transform):
+class AnalysisTransform(Transform):
   """x (0..255 scale, any sign) -> latent y with ``latent_channels`` channels."""
 
   def __init__(self, spec: LayerSpec, name: str = "analysis"):
@@ -175,7 +175,7 @@ class AnalysisTransform(_Transform):
         strides_down=2, padding="same_zeros", use_bias=False, activation=None))
 
 
-class SynthesisTransform(_Transform):
+class SynthesisTransform(Transform):
   """Latent y -> reconstruction on the 0..255 scale (unclipped)."""
 
   def __init__(self, spec: LayerSpec, name: str = "synthesis"):
@@ -294,12 +294,19 @@ def analyze_in_bands(analysis, x, latent_pixels=BAND_LATENT_PIXELS):
 def synthesize_in_bands(synthesis, y, latent_pixels=BAND_LATENT_PIXELS):
   """``synthesis(y)`` of a (1, h, w, C) latent, computed in bands of latent
   rows when the image is large (bounded memory)."""
-  shape = tf.shape(y)
-  h, w = shape[1], shape[2]
+  return decode_in_bands(lambda a, b: synthesis(y[:, a:b], training=False),
+                         tf.shape(y)[1:3], latent_pixels)
+
+
+def decode_in_bands(decode_rows, latent_hw, latent_pixels=BAND_LATENT_PIXELS):
+  """The float image ``decode_rows(a, b)`` gives for latent rows [a, b),
+  (1, 16 (b - a), W, 3), of a latent [h, w]: all rows at once, or in bands
+  when the image is large (bounded memory).  ``decode_rows`` may read
+  anything at those rows (a conditional layer reads the image below it)."""
+  h, w = latent_hw[0], latent_hw[1]
   rows = band_rows(w, latent_pixels)
 
   def by_band():
-    return _banded(lambda a, b: synthesis(y[:, a:b], training=False),
-                   h, rows, TOTAL_STRIDE, y.dtype)
+    return _banded(decode_rows, h, rows, TOTAL_STRIDE, tf.float32)
 
-  return tf.cond(rows >= h, lambda: synthesis(y, training=False), by_band)
+  return tf.cond(rows >= h, lambda: decode_rows(0, h), by_band)

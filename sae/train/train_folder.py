@@ -58,7 +58,8 @@ def resolve_config(args, k) -> ModelConfig:
               f"{getattr(recorded, flag)}; resuming with {given} would mix "
               "two objectives (use another --checkpoint-dir)")
       specs[k] = recorded
-  if families.get(family).shared_width and k > 0:
+  if (families.get(family).shared_width and k > 0 and
+      specs[k].kind == "nested"):
     if specs[k].conv_filters != specs[0].conv_filters:
       if args.conv_filters is not None:
         raise InputError(f"--conv-filters {args.conv_filters}: a {family} "

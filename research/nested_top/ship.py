@@ -1,0 +1,116 @@
+"""Ships the research run's conditional top as the package's
+``sae-conditional`` weights: weights/sae-nested's base, el1 and el2 (the
+layers it was trained on, unchanged) and the top as the family's el3.
+
+    python research/nested_top/ship.py --top checkpoints/nested-top \
+        --out weights/sae-conditional
+
+``--top``: train.py's run folder, or export.py's npz.  The variables are
+copied in order into sae.entropy.conditional's layer (the same network;
+shapes checked), into a training folder beside ``--out``, which
+sae.checkpoints.ship_weights then ships: coding tables with the exact
+context, manifest, ids.  The run's record (steps, seconds, last
+validation on the held-out crops) becomes el3's state.json.
+"""
+
+import argparse
+import csv
+import pathlib
+import shutil
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from export import load_top  # noqa: E402
+
+from sae import checkpoints  # noqa: E402
+from sae.config import ModelConfig  # noqa: E402
+from sae.models import families  # noqa: E402
+
+LOWER = 3  # base, el1, el2
+
+
+def run_record(run: pathlib.Path, step: int) -> dict:
+  """el3's state.json from train.py's log.csv and val.csv (a run folder;
+  an npz holds the step alone)."""
+  record = dict(steps=step, finished=True, batch_size=8, patch_size=128,
+                schedule=dict(learning_rate=2e-4, decay_to=0.1,
+                              rate_warmup_steps=2000),
+                corpus="shared/data/train (every 16th photograph held out)")
+  if run.is_dir():
+    # Each resume restarts log.csv's clock: the seconds are per segment.
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    seconds, last = 0.0, 0.0
+    for row in rows:
+      now = float(row["seconds"])
+      seconds += now - last if now >= last else now
+      last = now
+    record["train_seconds"] = round(seconds, 1)
+    val = list(csv.DictReader(open(run / "val.csv")))[-1]
+    record["validation"] = {"held-out crops": {
+        "step": int(val["step"]), "layer_bpp": float(val["layer_bpp"]),
+        "psnr": float(val["psnr"]), "nested_3_layers_psnr":
+        float(val["nested_3"]), "nested_4_layers_psnr": float(val["nested_4"])}}
+  return record
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--top", required=True)
+  p.add_argument("--nested", default=str(ROOT / "weights" / "sae-nested"))
+  p.add_argument("--out", required=True)
+  args = p.parse_args(argv)
+  nested, out, top_path = (pathlib.Path(a) for a in
+                           (args.nested, args.out, args.top))
+  research, step = load_top(top_path)
+  lower_config = checkpoints.read_config(nested).prefix(LOWER)
+  table = families.get("sae-conditional").preset("paper").layers
+  config = ModelConfig(lower_config.layers + table[LOWER:], "mse", "paper",
+                       "sae-conditional")
+  building = out.parent / f".{out.name}.training"
+  shutil.rmtree(building, ignore_errors=True)
+  checkpoints.write_config(building, config)
+  for k in range(LOWER):
+    checkpoints.copy_files(checkpoints.layer_dir(nested, k),
+                           checkpoints.layer_dir(building, k),
+                           checkpoints.LAYER_FILES + ("tables.npz",))
+  model = families.build_model(config)
+  for k in range(LOWER):
+    checkpoints.restore_weights(model.codecs[k], building, k)
+  before = [c.digest() for c in model.codecs[:LOWER]]
+  top = model.top
+  source = [v for obj in research.checkpoint_objects().values()
+            for v in obj.weights]
+  if len(source) != len(top.weight_variables):
+    raise SystemExit(f"{len(source)} variables in {top_path}, "
+                     f"{len(top.weight_variables)} in the package's layer")
+  for theirs, mine in zip(source, top.weight_variables):
+    if theirs.shape != mine.shape:
+      raise SystemExit(f"{theirs.name} {theirs.shape} != {mine.name} "
+                       f"{mine.shape}")
+    mine.assign(theirs)
+  top.steps_trained.assign(step)
+  checkpoints.save_weights(top, building, LOWER)
+  state = run_record(top_path, step)
+  state.update(spec=config.layers[LOWER].to_dict(), metric="mse",
+               lower_layer_sha256_before=before,
+               lower_layer_sha256_after=[c.digest() for c in
+                                         model.codecs[:LOWER]])
+  checkpoints.write_state(building, LOWER, state)
+  if top_path.is_dir():
+    for name in ("log.csv", "val.csv"):
+      shutil.copy(top_path / name, checkpoints.layer_dir(building, LOWER) / name)
+  manifest = checkpoints.ship_weights(
+      building, out, note="sae-nested's base, el1 and el2 (weights/"
+      "sae-nested, unchanged) and a conditional top trained on them by "
+      "research/nested_top/train.py, shipped by research/nested_top/ship.py "
+      "(docs/sae2.md)")
+  shutil.rmtree(building)
+  print(f"{out}: weights id {manifest['weights_id']}, top at step {step}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

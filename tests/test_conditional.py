@@ -1,0 +1,241 @@
+"""The conditional family (sae.models.conditional): the nested ladder and a
+top layer with a latent of its own, coded given the ladder's latent
+(sae.entropy.conditional)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sae import checkpoints
+from sae.entropy import conditional
+from sae.entropy.conditional import ConditionalCodec
+from sae.models import families
+from sae.models.base import to_uint8
+from sae.models.conditional import ConditionalNestedAutoEncoder
+from sae.models.families import build_model
+from tests.tiny import nested_config, nested_model, random_image
+
+FAMILY = "sae-conditional"
+
+
+def model_of(seed=0):
+  return nested_model(seed=seed, family=FAMILY)
+
+
+def fresh(seed=0):
+  tf.keras.utils.set_random_seed(seed)
+  return build_model(nested_config(family=FAMILY))
+
+
+def test_the_family_is_the_nested_ladder_and_a_conditional_top():
+  model = model_of()
+  assert isinstance(model, ConditionalNestedAutoEncoder)
+  assert [s.kind for s in model.specs] == [
+      "meanscale", "nested", "nested", "conditional"]
+  assert model.ladder_layers == 3 and len(model.steps) == 3
+  assert isinstance(model.top, ConditionalCodec)
+  paper = families.get(FAMILY).preset("paper").layers
+  nested = families.get("sae-nested").preset("paper").layers
+  assert paper[:3] == nested[:3]
+  assert (paper[3].conv_filters, paper[3].latent_channels) == (128, 192)
+  assert paper[3].lmbda == nested[3].lmbda
+  assert conditional.conditional_filters(paper[3]) == (64, 96, 128)
+
+
+@pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
+def test_each_prefix_decodes_to_its_layers_reconstruction(height, width):
+  model = model_of()
+  image = random_image(height, width, seed=3)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  strings, shape = model.compress(image, 4)
+  assert all(len(s) > 0 for s in strings.numpy())
+  for k in range(1, 5):
+    decoded = model.decompress(strings[:k], shape).numpy()
+    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
+    one_band = model.decompress_one_band(strings[:k], shape).numpy()
+    np.testing.assert_array_equal(one_band, decoded)
+
+
+def test_the_top_refines_the_ladder_and_the_ladder_codes_without_it():
+  model = model_of()
+  image = random_image(32, 48, seed=4)
+  four, _ = model.compress(image, 4)
+  three, _ = model.compress(image, 3)
+  assert list(three.numpy()[:3]) == list(four.numpy()[:3])
+  assert three.numpy()[3] == b""
+  # The same layer table without the top decodes the ladder's strings to
+  # the same image: the ladder does not depend on what is above it.
+  ladder = ConditionalNestedAutoEncoder(model.specs[:3])
+  for mine, theirs in zip(ladder.codecs, model.codecs):
+    for a, b in zip(mine.weight_variables, theirs.weight_variables):
+      a.assign(b)
+  ladder.prepare_for_coding([c.coding_tables() for c in model.codecs[:3]])
+  np.testing.assert_array_equal(
+      ladder.decompress(three[:3], tf.constant([32, 48])).numpy(),
+      model.decompress(three[:3], tf.constant([32, 48])).numpy())
+
+
+def test_large_images_code_band_by_band_to_the_same_reconstruction():
+  model = fresh(1)
+  model.prepare_for_coding()
+  model.band_latent_pixels = 8  # a 150x120 image: one latent row a band
+  image = random_image(150, 120, seed=5)
+  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
+  strings, shape = model.compress(image, 4)
+  decoded = model.decompress_float(strings, shape)
+  np.testing.assert_allclose(decoded, expected[3][0], atol=1e-2)
+
+
+def test_the_ladder_latent_the_top_reads_is_exact():
+  """ŷₗ selects the top's tables: its means come from the exact
+  hyper-synthesis, multiples of 2^-14, and the steps are integers, so ŷₗ
+  is the same everywhere, fused multiply-adds or not."""
+  tf.keras.utils.set_random_seed(0)
+  model = build_model(nested_config(scale=1.0, family=FAMILY))
+  model.prepare_for_coding()
+  assert model.base.float_means is False
+  x = tf.cast(random_image(32, 32, seed=6), tf.float32)[None]
+  y_lower, _ = model._ladder_top(x)
+  scaled = y_lower.numpy().astype(np.float64) * 2.0 ** 14
+  np.testing.assert_array_equal(scaled, np.round(scaled))
+  # sae-nested's own means stay float (its streams are unchanged).
+  assert nested_model().base.float_means is True
+
+
+def test_the_top_codes_with_its_stored_integers_not_its_float_weights():
+  """A decoder whose float context differs (another machine's arithmetic,
+  here a perturbation) decodes the encoder's image: the tables and the
+  indexes come from the stored integer context."""
+  def built(noise=0.0):
+    model = fresh(0)
+    last = model.top.context.layers[-1]
+    # Scales mid-grid, where an index is near a rounding boundary often.
+    half = last.bias.shape[0] // 2
+    last.bias_parameter.assign(last.bias + np.r_[np.zeros(half), np.full(
+        half, 20.5)].astype(np.float32))
+    rng = np.random.default_rng(3)
+    for v in model.top.context.weights:
+      v.assign(v * (1 + noise * rng.standard_normal(v.shape)).astype(
+          np.float32))
+    return model
+
+  encoder = built()
+  encoder.prepare_for_coding()
+  decoder = built(noise=1e-2)
+  decoder.prepare_for_coding([c.coding_tables() for c in encoder.codecs])
+  image = random_image(48, 64, seed=7)
+  strings, shape = encoder.compress(image, 4)
+  np.testing.assert_array_equal(decoder.decompress(strings, shape).numpy(),
+                                encoder.decompress(strings, shape).numpy())
+  # The test has teeth: the float contexts choose other tables.
+  y_lower, _ = encoder._ladder_top(
+      tf.cast(random_image(48, 64, seed=7), tf.float32)[None])
+  rows = [tf.round(m.top.entropy_parameters(y_lower)[1]).numpy()
+          for m in (encoder, decoder)]
+  assert np.any(rows[0] != rows[1])
+
+
+def test_stored_tables_give_the_same_ids_and_damaged_ones_are_refused():
+  model = model_of()
+  tables = [c.coding_tables() for c in model.codecs]
+  assert any(k.startswith(conditional.CONTEXT_PREFIX) for k in tables[3])
+  again = fresh(0)
+  again.prepare_for_coding(tables)
+  assert again.weights_ids() == model.weights_ids()
+  short = {k: v for k, v in tables[3].items()
+           if not k.startswith(conditional.CONTEXT_PREFIX)}
+  with pytest.raises(ValueError, match="lack"):
+    again.top.prepare_for_coding(short)
+  damaged = dict(tables[3], gaussian_cdf_offset=tables[3][
+      "gaussian_cdf_offset"][:-1])
+  with pytest.raises(ValueError, match="rows"):
+    again.top.prepare_for_coding(damaged)
+
+
+def test_a_damaged_top_is_refused_or_decodes_to_the_image_size():
+  model = model_of()
+  strings, shape = model.compress(random_image(32, 32, seed=8), 4)
+  strings = strings.numpy()
+  for seed in range(4):
+    junk = np.random.default_rng(seed).bytes(len(strings[3]))
+    try:
+      image = model.decompress(tf.constant(list(strings[:3]) + [junk]),
+                               shape).numpy()
+    except tf.errors.InvalidArgumentError as e:
+      assert "decode completely" in str(e)
+    else:
+      assert image.shape == (32, 32, 3)
+
+
+def test_the_top_trains_alone_on_the_frozen_ladder():
+  model = fresh(2)
+  for codec in model.codecs[:3]:
+    codec.prepare_for_coding()
+  variables = model.set_trainable_layer(3)
+  assert [v.ref() for v in variables] == [
+      v.ref() for v in model.top.weight_variables]
+  x = tf.cast(random_image(32, 32, seed=9), tf.float32)[None]
+  with tf.GradientTape() as tape:
+    out = model.forward(x, 3)
+    loss = tf.reduce_mean(out.loss)
+  lower = [v for c in model.codecs[:3] for v in c.weight_variables]
+  grads = tape.gradient(loss, variables + lower)
+  assert all(g is not None for g in grads[:len(variables)])
+  assert all(g is None for g in grads[len(variables):])
+  # Its bpp is the top's own rate: the decoded forward's, as coded.
+  decoded = model.forward_decoded(x, 3)
+  assert float(decoded.bpp[0]) > 0
+  assert model.start_layer(3) is None and model.finish(3) is None
+
+
+def test_the_rate_reaches_the_new_latent_only_after_the_warm_up():
+  model = fresh(3)
+  x = tf.cast(random_image(32, 32, seed=10), tf.float32)[None]
+  analysis = model.top.analysis.trainable_variables
+
+  def rate_gradient():
+    with tf.GradientTape() as tape:
+      bpp = tf.reduce_sum(model.forward(x, 3).bpp)
+    return max(float(tf.reduce_max(tf.abs(g))) for g in
+               tape.gradient(bpp, analysis) if g is not None)
+
+  assert int(model.top.steps_trained) == 0
+  assert rate_gradient() == 0.0  # the context learns; w does not pay yet
+  assert int(model.top.steps_trained) == 1
+  model.top.steps_trained.assign(conditional.RATE_WARMUP_STEPS)
+  assert rate_gradient() > 0.0
+  # Validation does not count as a training step.
+  model.forward(x, 3, training=False)
+  assert int(model.top.steps_trained) == conditional.RATE_WARMUP_STEPS + 1
+
+
+def test_the_joint_loss_adds_the_top_to_the_ladder():
+  model = fresh(4)
+  x = tf.cast(random_image(32, 32, seed=11), tf.float32)[None]
+  ladder = model.forward_joint(x, [1.0, 1.0, 1.0], training=False)
+  both = model.forward_joint(x, [1.0, 1.0, 1.0, 1.0], training=False)
+  assert float(both.loss[0]) > float(ladder.loss[0])
+  assert float(both.bpp[0]) > float(ladder.bpp[0])
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.forward_joint(x, [0.0, 0.0, 0.0, 1.0]).loss)
+  grads = tape.gradient(loss, model.base.analysis.trainable_variables)
+  assert all(g is not None for g in grads)  # the analysis learns for the top
+
+
+def test_a_conditional_layer_below_the_top_is_refused():
+  layers = list(nested_config(family=FAMILY).layers)
+  with pytest.raises(ValueError, match="top layer"):
+    ConditionalNestedAutoEncoder([layers[0], layers[3], layers[1]])
+
+
+def test_the_config_round_trips(tmp_path):
+  config = nested_config(family=FAMILY)
+  checkpoints.write_config(tmp_path, config)
+  assert checkpoints.read_config(tmp_path) == config
+  wrong = dataclasses.replace(config, layers=config.layers[:3] + (
+      dataclasses.replace(config.layers[3], kind="nested"),))
+  checkpoints.write_config(tmp_path, wrong)
+  with pytest.raises(Exception, match="conditional"):
+    checkpoints.read_config(tmp_path)
