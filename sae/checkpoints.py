@@ -14,6 +14,7 @@ hash chained over its own weights and the identifiers below it, so a stream
 chunk is refused by any decoder whose layers 0..k differ from the encoder's.
 """
 
+import dataclasses
 import io
 import json
 import pathlib
@@ -154,7 +155,7 @@ LAYER_FILES = ("weights.index", "weights.data-00000-of-00001", "state.json",
 
 
 def copy_layers(src, dst, num_layers=None, before_rename=None,
-                joint_record=True):
+                joint_record=True, family=None):
   """Copies layers 0..num_layers-1 of ``src`` (default: all with weights)
   into a new folder ``dst``: weights, state.json and curves, not the
   training state (their own training is over), and the record of a
@@ -164,9 +165,13 @@ def copy_layers(src, dst, num_layers=None, before_rename=None,
   Args:
     before_rename: called with the folder being built, to add to it.
     joint_record: False for a new joint phase, which writes its own.
+    family: the copy's family, when another one continues on these
+      layers (its layers must be of the same kinds: sae-nested's three
+      lower layers start an sae-conditional model).
 
   Raises:
-    InputError: ``dst`` exists or ``src`` has fewer layers.
+    InputError: ``dst`` exists, ``src`` has fewer layers, or ``family``
+      has other layers there.
   """
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   if dst.exists():
@@ -177,6 +182,12 @@ def copy_layers(src, dst, num_layers=None, before_rename=None,
   if not 1 <= num_layers <= have:
     raise InputError(f"{src} has {have} trained layers, asked for {num_layers}")
   config = config.prefix(num_layers)
+  if family is not None and family != config.family:
+    try:
+      config = families.checked(dataclasses.replace(config, family=family))
+    except ValueError as e:
+      raise InputError(f"{src}'s layers cannot start a {family} model: "
+                       f"{e}") from None
   building = dst.parent / f".{dst.name}.building"
   shutil.rmtree(building, ignore_errors=True)  # from a killed copy
   try:

@@ -72,3 +72,11 @@ def test_a_fork_keeps_the_record_of_a_joint_fine_tuning_of_its_layers(
   checkpoints.copy_layers(tuned, tmp_path / "unfinished", 4)
   for name in ("part", "again", "unfinished"):
     assert not (tmp_path / name / checkpoints.JOINT_FOLDER).exists()
+
+
+def test_a_fork_into_a_family_of_other_layer_kinds_is_refused(
+    tiny_weights, tmp_path):
+  with pytest.raises(InputError, match="cannot start a sae-conditional"):
+    checkpoints.copy_layers(tiny_weights, tmp_path / "fork", 2,
+                            family="sae-conditional")
+  assert not (tmp_path / "fork").exists()

@@ -239,3 +239,57 @@ def test_the_config_round_trips(tmp_path):
   checkpoints.write_config(tmp_path, wrong)
   with pytest.raises(Exception, match="conditional"):
     checkpoints.read_config(tmp_path)
+
+
+# Trains through the scripts (about 40 s): with the full set (-m full).
+@pytest.mark.full
+def test_a_top_trained_by_train_el3_on_forked_nested_layers_codes(
+    tmp_path, capsys):
+  """The README's path: sae-nested's three lower layers forked into an
+  sae-conditional folder (tools/fork_weights.py --family), train_el3.py
+  trains the top on them, frozen; the command line codes with it."""
+  import test_el3
+  import train_base
+  import train_el1
+  import train_el2
+  import train_el3
+  from PIL import Image
+
+  from sae.cli import commands
+  from tests.test_checkpoints import _fork_tool
+  from tests.tiny import write_corpus
+  fork_weights = _fork_tool()
+  corpus = write_corpus(tmp_path / "corpus", [(64, 64), (80, 96)])
+  nested, ckpt = tmp_path / "nested", tmp_path / "cond"
+  common = ["--preset", "tiny", "--corpus", str(corpus), "--steps", "2",
+            "--no-progress", "--seed", "1", "--checkpoint-dir"]
+  assert train_base.main(common + [str(nested), "--family", "sae-nested"]) == 0
+  assert train_el1.main(common + [str(nested)]) == 0
+  assert train_el2.main(common + [str(nested)]) == 0
+  # A nested el3 cannot start a conditional model: its kind differs.
+  assert train_el3.main(common + [str(nested)]) == 0
+  assert fork_weights.main([str(nested), str(tmp_path / "no"), "--family",
+                            FAMILY]) == 2
+  assert "conditional" in capsys.readouterr().err
+  assert not (tmp_path / "no").exists()
+  assert fork_weights.main([str(nested), str(ckpt), "--layers", "3",
+                            "--family", FAMILY]) == 0
+  assert train_el3.main(common + [str(ckpt)]) == 0
+  config = checkpoints.read_config(ckpt)
+  assert config.family == FAMILY and config.layers[3].kind == "conditional"
+  state = checkpoints.read_state(ckpt, 3)
+  assert state["lower_layer_sha256_before"] == state["lower_layer_sha256_after"]
+  assert state["steps"] == 2
+  model = checkpoints.load_model(ckpt)
+  assert int(model.top.steps_trained) == 2  # the warm-up resumes with it
+  out = tmp_path / "r.json"
+  assert test_el3.main(["--kodak", str(corpus), "--weights", str(ckpt),
+                        "--out", str(out), "--no-progress"]) == 0
+  image, stream = corpus / "img1.png", tmp_path / "a.sae"
+  assert commands.main(["compress", str(image), str(stream), "--weights",
+                        str(ckpt)]) == 0
+  for k in (3, 4):
+    png = tmp_path / f"{k}.png"
+    assert commands.main(["decompress", str(stream), str(png), "--layers",
+                          str(k), "--weights", str(ckpt)]) == 0
+    assert np.asarray(Image.open(png)).shape == (80, 96, 3)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE.parent / "sae2"))
 sys.path.insert(0, str(HERE))
 from train_top import split  # noqa: E402
-from export import load_top  # noqa: E402
+from top_model import load_top  # noqa: E402
 from train import nested_lower  # noqa: E402
 from sae.eval.metrics import psnr  # noqa: E402
 

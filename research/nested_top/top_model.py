@@ -141,3 +141,27 @@ class ConditionalTop(tf.Module):
     x_hat = x2 + self.refine(tf.concat([features, x2 / 255], -1))
     mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=(1, 2, 3))
     return bits, x_hat, mse
+
+
+def load_top(weights) -> tuple:
+  """(ConditionalTop, step) from train.py's run folder, a weights folder of
+  the package's sae-conditional family (its el3, the same network; see
+  to_folder.py), or an npz of export.py's former format."""
+  import pathlib
+  weights = pathlib.Path(weights)
+  model = ConditionalTop()
+  if (weights / "config.json").is_file():
+    from sae import checkpoints
+    top = checkpoints.load_model(weights, prepare=False).top
+    mine = [v for obj in model.checkpoint_objects().values()
+            for v in obj.weights]
+    for theirs, v in zip(top.weight_variables, mine, strict=True):
+      v.assign(theirs)
+    return model, int(top.steps_trained)
+  if weights.suffix == ".npz":
+    from train_top import load_committed  # research/sae2 on sys.path
+    return model, load_committed(model, weights)
+  step = tf.Variable(0, dtype=tf.int64)
+  tf.train.Checkpoint(step=step, **model.checkpoint_objects()).read(
+      tf.train.latest_checkpoint(weights / "train")).expect_partial()
+  return model, int(step)

@@ -86,8 +86,10 @@ def main(argv=None):
   p.add_argument("--validate-every", type=int, default=1000)
   p.add_argument("--seed", type=int, default=1)
   p.add_argument("--init", default=None,
-                 help="export.py's npz to start a fresh run from (its step "
-                 "kept; Adam's state is not in it and starts over)")
+                 help="weights to start a fresh run from: a weights folder of "
+                 "the sae-conditional family (weights/sae-conditional) or "
+                 "another run's folder (its step kept; Adam's state starts "
+                 "over)")
   args = p.parse_args(argv)
 
   out = pathlib.Path(args.out)
@@ -108,8 +110,11 @@ def main(argv=None):
     ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     print(f"resumed at step {int(step)}", flush=True)
   elif args.init:
-    from train_top import load_committed
-    step.assign(load_committed(model, args.init))
+    from top_model import load_top
+    start, start_step = load_top(args.init)
+    for mine, theirs in zip(model.variables, start.variables, strict=True):
+      mine.assign(theirs)
+    step.assign(start_step)
     print(f"started from {args.init} at step {int(step)}", flush=True)
   variables = [v for obj in model.checkpoint_objects().values()
                for v in obj.trainable_variables]

@@ -1,16 +1,17 @@
-"""Ships the research run's conditional top as the package's
-``sae-conditional`` weights: weights/sae-nested's base, el1 and el2 (the
-layers it was trained on, unchanged) and the top as the family's el3.
+"""Writes the research run's conditional top as an ``sae-conditional``
+training folder: weights/sae-nested's base, el1 and el2 (the layers it was
+trained on, unchanged) and the top as the family's el3, finished.
 
-    python research/nested_top/ship.py --top checkpoints/nested-top \
-        --out weights/sae-conditional
+    python research/nested_top/to_folder.py --top checkpoints/nested-top \
+        --out checkpoints/sae-conditional
+    tools/publish_model.sh sae-conditional
 
 ``--top``: train.py's run folder, or export.py's npz.  The variables are
 copied in order into sae.entropy.conditional's layer (the same network;
-shapes checked), into a training folder beside ``--out``, which
-sae.checkpoints.ship_weights then ships: coding tables with the exact
-context, manifest, ids.  The run's record (steps, seconds, last
-validation on the held-out crops) becomes el3's state.json.
+shapes checked).  The run's record (steps, seconds, last validation on the
+held-out crops) becomes el3's state.json; tools/publish_model.sh then
+ships the folder (coding tables with the exact context, manifest, ids)
+and measures it on Kodak beside JPEG 2000's quality layers.
 """
 
 import argparse
@@ -22,8 +23,9 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE.parent / "sae2"))
 sys.path.insert(0, str(HERE))
-from export import load_top  # noqa: E402
+from top_model import load_top  # noqa: E402
 
 from sae import checkpoints  # noqa: E402
 from sae.config import ModelConfig  # noqa: E402
@@ -69,7 +71,9 @@ def main(argv=None):
   table = families.get("sae-conditional").preset("paper").layers
   config = ModelConfig(lower_config.layers + table[LOWER:], "mse", "paper",
                        "sae-conditional")
-  building = out.parent / f".{out.name}.training"
+  if out.exists():
+    raise SystemExit(f"{out} exists; name a new folder")
+  building = out.parent / f".{out.name}.building"
   shutil.rmtree(building, ignore_errors=True)
   checkpoints.write_config(building, config)
   for k in range(LOWER):
@@ -102,13 +106,8 @@ def main(argv=None):
   if top_path.is_dir():
     for name in ("log.csv", "val.csv"):
       shutil.copy(top_path / name, checkpoints.layer_dir(building, LOWER) / name)
-  manifest = checkpoints.ship_weights(
-      building, out, note="sae-nested's base, el1 and el2 (weights/"
-      "sae-nested, unchanged) and a conditional top trained on them by "
-      "research/nested_top/train.py, shipped by research/nested_top/ship.py "
-      "(docs/sae2.md)")
-  shutil.rmtree(building)
-  print(f"{out}: weights id {manifest['weights_id']}, top at step {step}")
+  building.rename(out)
+  print(f"{out}: sae-nested's three layers and the top at step {step}")
   return 0
 
 
