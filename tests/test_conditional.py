@@ -12,7 +12,6 @@ from sae import checkpoints
 from sae.entropy import conditional
 from sae.entropy.conditional import ConditionalCodec
 from sae.models import families
-from sae.models.base import to_uint8
 from sae.models.conditional import ConditionalNestedAutoEncoder
 from sae.models.families import build_model
 from tests.tiny import nested_config, nested_model, random_image
@@ -44,18 +43,8 @@ def test_the_family_is_the_nested_ladder_and_a_conditional_top():
   assert conditional.conditional_filters(paper[3]) == (64, 96, 128)
 
 
-@pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
-def test_each_prefix_decodes_to_its_layers_reconstruction(height, width):
-  model = model_of()
-  image = random_image(height, width, seed=3)
-  expected = model.reconstructions(tf.cast(image, tf.float32)[None])
-  strings, shape = model.compress(image, 4)
-  assert all(len(s) > 0 for s in strings.numpy())
-  for k in range(1, 5):
-    decoded = model.decompress(strings[:k], shape).numpy()
-    np.testing.assert_array_equal(decoded, to_uint8(expected[k - 1][0]).numpy())
-    one_band = model.decompress_one_band(strings[:k], shape).numpy()
-    np.testing.assert_array_equal(one_band, decoded)
+# Every prefix decodes to its reconstruction: tests/test_nested.py, for
+# every nested family.
 
 
 def test_the_top_refines_the_ladder_and_the_ladder_codes_without_it():
@@ -152,21 +141,6 @@ def test_stored_tables_give_the_same_ids_and_damaged_ones_are_refused():
       "gaussian_cdf_offset"][:-1])
   with pytest.raises(ValueError, match="rows"):
     again.top.prepare_for_coding(damaged)
-
-
-def test_a_damaged_top_is_refused_or_decodes_to_the_image_size():
-  model = model_of()
-  strings, shape = model.compress(random_image(32, 32, seed=8), 4)
-  strings = strings.numpy()
-  for seed in range(4):
-    junk = np.random.default_rng(seed).bytes(len(strings[3]))
-    try:
-      image = model.decompress(tf.constant(list(strings[:3]) + [junk]),
-                               shape).numpy()
-    except tf.errors.InvalidArgumentError as e:
-      assert "decode completely" in str(e)
-    else:
-      assert image.shape == (32, 32, 3)
 
 
 def test_the_top_trains_alone_on_the_frozen_ladder():

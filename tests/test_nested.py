@@ -21,7 +21,7 @@ def test_the_family_builds_a_nested_model_of_four_steps():
   assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
 
 
-@pytest.mark.parametrize("family", ["sae-nested", "sae2"])
+@pytest.mark.parametrize("family", ["sae-nested", "sae2", "sae-conditional"])
 @pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
 def test_each_prefix_decodes_to_its_layers_reconstruction(height, width, family):
   model = nested_model(family=family)
@@ -109,14 +109,18 @@ def test_stored_tables_give_the_same_weights_ids():
     again.codecs[1].prepare_for_coding(damaged)
 
 
-def test_a_damaged_layer_is_refused_or_decodes_to_the_image_size():
-  model = nested_model()
-  strings, shape = model.compress(random_image(32, 32, seed=8), 3)
-  strings = strings.numpy()
+@pytest.mark.parametrize("family,damaged", [("sae-nested", 1),
+                                            ("sae-conditional", 3)])
+def test_a_damaged_layer_is_refused_or_decodes_to_the_image_size(family,
+                                                                 damaged):
+  model = nested_model(family=family)
+  strings, shape = model.compress(random_image(32, 32, seed=8), damaged + 1)
+  strings = list(strings.numpy())
   for seed in range(4):
-    junk = np.random.default_rng(seed).bytes(len(strings[1]))
+    junk = np.random.default_rng(seed).bytes(len(strings[damaged]))
     try:
-      image = model.decompress(tf.constant([strings[0], junk]), shape).numpy()
+      image = model.decompress(tf.constant(strings[:damaged] + [junk]),
+                               shape).numpy()
     except tf.errors.InvalidArgumentError as e:
       assert "decode completely" in str(e)
     else:
