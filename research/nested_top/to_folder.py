@@ -20,6 +20,8 @@ import pathlib
 import shutil
 import sys
 
+import numpy as np
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,18 +36,18 @@ from sae.models import families  # noqa: E402
 LOWER = 3  # base, el1, el2
 
 
-def run_record(run: pathlib.Path, step: int) -> dict:
+def run_record(run: pathlib.Path, step: int, decay_from=None) -> dict:
   """el3's state.json from train.py's log.csv and val.csv (a run folder;
   an npz holds the step alone)."""
   record = dict(steps=step, finished=True, batch_size=8, patch_size=128,
                 schedule=dict(learning_rate=2e-4, decay_to=0.1,
+                              decay_at_step=decay_from,
                               rate_warmup_steps=2000),
                 corpus="shared/data/train (every 16th photograph held out)")
   if run.is_dir():
     # Each resume restarts log.csv's clock: the seconds are per segment.
-    rows = list(csv.DictReader(open(run / "log.csv")))
     seconds, last = 0.0, 0.0
-    for row in rows:
+    for row in csv.DictReader(open(run / "log.csv")):
       now = float(row["seconds"])
       seconds += now - last if now >= last else now
       last = now
@@ -58,11 +60,48 @@ def run_record(run: pathlib.Path, step: int) -> dict:
   return record
 
 
+def write_curves(run: pathlib.Path, layer: pathlib.Path, lmbda: float,
+                 decay_from=None) -> None:
+  """The run's log.csv and val.csv in the package's columns, so that the
+  report and the figures read them as any layer's: PSNR from the MSE, the
+  seconds summed over the run's segments, the learning rate from
+  ``decay_from``.  The run's validation PSNR is the mean over the held-out
+  crops of each crop's; its MSE here is the one that PSNR stands for."""
+  rows, total, last = [], 0.0, 0.0
+  for row in csv.DictReader(open(run / "log.csv")):
+    now = float(row["seconds"])
+    total += now - last if now >= last else now
+    last = now
+    step, mse = int(row["step"]), float(row["mse"])
+    lr = 2e-5 if decay_from is not None and step > decay_from else 2e-4
+    rows.append([step, row["loss"], row["bpp"], f"{mse:.4f}",
+                 f"{10 * np.log10(255 ** 2 / mse):.4f}", f"{lr:.2e}",
+                 f"{total:.1f}"])
+  with open(layer / "log.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["step", "loss", "bpp", "mse", "psnr", "lr", "seconds"])
+    w.writerows(rows)
+  with open(layer / "val.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["step", "loss", "bpp", "mse", "psnr"])
+    for row in csv.DictReader(open(run / "val.csv")):
+      if int(row["step"]) == 0:
+        continue  # the initialized layer's, off every scale
+      bpp, psnr = float(row["layer_bpp"]), float(row["psnr"])
+      mse = 255 ** 2 / 10 ** (psnr / 10)
+      w.writerow([row["step"], f"{bpp + lmbda * mse:.5f}", f"{bpp:.6f}",
+                  f"{mse:.4f}", f"{psnr:.3f}"])
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--top", required=True)
   p.add_argument("--nested", default=str(ROOT / "weights" / "sae-nested"))
   p.add_argument("--out", required=True)
+  p.add_argument("--decay-from", type=int, default=None,
+                 help="the step from which the run's learning rate was a "
+                 "tenth (train.py: 0.9 of the --steps of the segment that "
+                 "reached it), for log.csv's lr column")
   args = p.parse_args(argv)
   nested, out, top_path = (pathlib.Path(a) for a in
                            (args.nested, args.out, args.top))
@@ -97,15 +136,15 @@ def main(argv=None):
     mine.assign(theirs)
   top.steps_trained.assign(step)
   checkpoints.save_weights(top, building, LOWER)
-  state = run_record(top_path, step)
+  state = run_record(top_path, step, args.decay_from)
   state.update(spec=config.layers[LOWER].to_dict(), metric="mse",
                lower_layer_sha256_before=before,
                lower_layer_sha256_after=[c.digest() for c in
                                          model.codecs[:LOWER]])
   checkpoints.write_state(building, LOWER, state)
   if top_path.is_dir():
-    for name in ("log.csv", "val.csv"):
-      shutil.copy(top_path / name, checkpoints.layer_dir(building, LOWER) / name)
+    write_curves(top_path, checkpoints.layer_dir(building, LOWER),
+                 config.layers[LOWER].lmbda, args.decay_from)
   building.rename(out)
   print(f"{out}: sae-nested's three layers and the top at step {step}")
   return 0
