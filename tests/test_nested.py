@@ -243,12 +243,13 @@ def test_the_joint_phase_teaches_the_analysis_through_each_synthesis():
   assert all(g is None for g in tape.gradient(image, bottom))
 
 
-def test_progressive_decoding_gives_each_prefix_as_decode_does():
+@pytest.mark.parametrize("family", ["sae-nested", "sae-conditional"])
+def test_progressive_decoding_gives_each_prefix_as_decode_does(family):
   """The contract's refine: a nested model decodes layer by layer through
   the same entry point as a cascade, each step the prefix's image."""
   from sae import codec, progressive
   from sae.stream import bitstream
-  model = nested_model()
+  model = nested_model(family=family)
   image = random_image(40, 56, seed=8)
   strings, _ = model.compress(image, 4)
   data = bitstream.pack(40, 56, list(strings.numpy()), model.weights_ids())
