@@ -1,7 +1,7 @@
 """The conditional top layer against JPEG 2000 on the held-out photographs
 (train.py's split: never a training crop), whole, each at its own size.
 
-    python research/nested_top/evaluate.py --weights checkpoints/nested-top \
+    python research/nested_top/evaluate.py --weights weights/sae-conditional \
         --corpus DATA/train
 
 For each photograph: weights/sae-nested's three and four layers (real
@@ -41,7 +41,8 @@ def at_rate(bpp, points):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--weights", required=True,
-                 help="train.py's --out, or export.py's npz")
+                 help="train.py's --out, or a weights folder of the "
+                 "sae-conditional family")
   p.add_argument("--corpus", required=True)
   p.add_argument("--nested", default=str(ROOT / "weights" / "sae-nested"))
   p.add_argument("--limit", type=int, default=None)

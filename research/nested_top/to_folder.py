@@ -6,12 +6,12 @@ trained on, unchanged) and the top as the family's el3, finished.
         --out checkpoints/sae-conditional
     tools/publish_model.sh sae-conditional
 
-``--top``: train.py's run folder, or export.py's npz.  The variables are
-copied in order into sae.entropy.conditional's layer (the same network;
-shapes checked).  The run's record (steps, seconds, last validation on the
-held-out crops) becomes el3's state.json; tools/publish_model.sh then
-ships the folder (coding tables with the exact context, manifest, ids)
-and measures it on Kodak beside JPEG 2000's quality layers.
+``--top``: train.py's run folder (or an npz of session 29's format).
+The variables are copied in order into sae.entropy.conditional's layer
+(the same network; shapes checked).  The run's record (steps, seconds,
+last validation on the held-out crops) becomes el3's state.json;
+tools/publish_model.sh then ships the folder (coding tables with the
+exact context, manifest, ids) and measures it on Kodak beside JPEG 2000's quality layers.
 """
 
 import argparse
