@@ -11,7 +11,8 @@ The variables are copied in order into sae.entropy.conditional's layer
 (the same network; shapes checked).  The run's record (steps, seconds,
 last validation on the held-out crops) becomes el3's state.json;
 tools/publish_model.sh then ships the folder (coding tables with the
-exact context, manifest, ids) and measures it on Kodak beside JPEG 2000's quality layers.
+exact context, manifest, ids) and measures it on Kodak beside JPEG
+2000's quality layers.
 """
 
 import argparse
