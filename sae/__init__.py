@@ -11,7 +11,7 @@ models (docs/api.md)::
     for layers, image in sae.decode_progressively(chunks):
       show(image)                              # after each completed layer
 
-``weights`` is a weights folder (default: the shipped ``weights/mse``); its
+``weights`` is a weights folder (default: the shipped ``weights/sae-conditional``); its
 model is loaded once per folder and process. ``truncate``, ``info`` and
 ``import sae`` do not import TensorFlow; the first call that codes does,
 which takes seconds. Bad input raises ``sae.errors.InputError`` (a
@@ -46,7 +46,7 @@ def load(weights=None):
 
   Args:
     weights: a weights folder or training checkpoint directory (str or
-      path); None for the shipped ``weights/mse``.
+      path); None for the shipped ``weights/sae-conditional``.
 
   Returns:
     The folder's model with all its trained layers, ready for coding (what
@@ -198,7 +198,7 @@ def register_pillow(weights=None, layers=None) -> None:
 
   Args:
     weights: the folder ``Image.open`` decodes and ``Image.save`` codes
-      with (default: the shipped ``weights/mse``).
+      with (default: the shipped ``weights/sae-conditional``).
     layers: how many layers ``Image.open`` decodes at most (default: all
       the stream has).
   """

@@ -36,7 +36,10 @@ CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"  # written by ship_weights
 # The joint phase's record, without its training state.
 JOINT_RECORD_FILES = ("state.json", "log.csv", "val.csv")
-DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "mse"
+# The codec's default (issue #39's rule: every layer above the faithful
+# model's curve); weights/mse stays, for the paper.
+DEFAULT_WEIGHTS = (pathlib.Path(__file__).resolve().parent.parent / "weights" /
+                   "sae-conditional")
 
 
 def layer_dir(root, k) -> pathlib.Path:

@@ -20,7 +20,7 @@ needs the pixels), through ``sae.decode``, with:
 - ``im.decode_layers`` layers: all complete ones, or at most ``layers`` of
   ``register``; set it before loading to decode another number;
 - the weights of ``im.weights``: ``register``'s ``weights``, by default the
-  shipped ``weights/mse``.
+  shipped ``weights/sae-conditional``.
 
 A file cut after its header (an interrupted download) is refused at
 ``load()``, unless ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set, which decodes

@@ -39,7 +39,7 @@ def test_help_keeps_the_defaults_that_say_something():
   assert "(default: checkpoints/mse)" in text
   assert "(default: 40000)" in text and "(default: paper)" in text
   assert "global batch size (default: the preset's, 8 for paper) --" in text
-  assert "(default: shipped weights/mse)" in _help("test_el3")
+  assert "(default: shipped weights/sae-conditional)" in _help("test_el3")
 
 
 def test_bad_argument_is_one_line_and_status_2(capsys):

@@ -159,7 +159,7 @@ def test_parser(k: int) -> argparse.ArgumentParser:
                  help="URL pattern of the Kodak images ({:02d} = 1..24)")
   p.add_argument("--weights", default=None,
                  help="weights folder or training checkpoint directory "
-                 "(default: shipped weights/mse)")
+                 "(default: shipped weights/sae-conditional)")
   p.add_argument("--out", default=None, help="results JSON path")
   p.add_argument("--recon-dir", default=None,
                  help="write decoded PNGs here (<image>_<layers>.png)")

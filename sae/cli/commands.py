@@ -35,7 +35,7 @@ def _prog() -> str:
 
 
 WEIGHTS_HELP = ("weights folder or training checkpoint directory "
-                "(default: the shipped weights/mse)")
+                "(default: the shipped weights/sae-conditional)")
 
 
 def build_parser() -> argparse.ArgumentParser:

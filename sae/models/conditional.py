@@ -32,8 +32,10 @@ from sae.entropy.layer import straight_through
 from sae.models import losses
 from sae.models.base import CascadeOutput
 from sae.models.nested import NestedAutoEncoder
-from sae.models.transforms import (decode_in_bands, latent_shape,
-                                   pad_to_stride)
+from sae.models.transforms import (BAND_LATENT_PIXELS, decode_in_bands,
+                                   latent_shape, pad_to_stride)
+
+TOP_BAND_DIVISOR = 8
 
 
 class ConditionalNestedAutoEncoder(NestedAutoEncoder):
@@ -49,6 +51,12 @@ class ConditionalNestedAutoEncoder(NestedAutoEncoder):
     if self.has_top and self.ladder_layers < 1:
       raise ValueError("a conditional layer needs nested layers below it")
     self.base.float_means = False  # the top's tables depend on ŷₗ
+    if self.has_top:
+      # The top's synthesis and refinement hold 32 to 64 channels at the
+      # image's resolution: bands of a quarter of the others' pixels keep a
+      # 24-megapixel photo's decoding near the other families' peak
+      # (benchmarks/peak_memory.py; docs/sae2.md, session 30).
+      self.band_latent_pixels = BAND_LATENT_PIXELS // TOP_BAND_DIVISOR
 
   def make_codec(self, k, spec):
     if spec.kind == "conditional":

@@ -271,7 +271,10 @@ def _banded(fn, num_rows, rows_per_band, scale_out, dtype):
 
   bands = tf.TensorArray(dtype, size=count, infer_shape=False,
                          element_shape=tf.TensorShape([None, None, None]))
-  _, bands = tf.while_loop(lambda i, _: i < count, body, (0, bands))
+  # One band at a time: bands in parallel (the default, 10) would hold
+  # several bands' activations at once.
+  _, bands = tf.while_loop(lambda i, _: i < count, body, (0, bands),
+                           parallel_iterations=1)
   return bands.concat()[None]
 
 
