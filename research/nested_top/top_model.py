@@ -20,20 +20,14 @@ image.
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-# The package's Gaussian grid (the caller puts the repository on sys.path).
+# The network is the package's (sae.entropy.conditional); the caller puts
+# the repository on sys.path.
+from sae.entropy import conditional
 from sae.entropy.meanscale import SCALES_LEVELS, scale_fn
+from sae.models import families
 
-ANALYSIS_FILTERS = (64, 96, 128)
-LATENT_CHANNELS = 192
-CONTEXT_FILTERS = 192
-FUSION_FILTERS = 32
-NESTED_CHANNELS = 128
-# The analysis' output is scaled by this fixed gain.  Fed 0..1 pixels, an
-# initialized analysis gives |w| of about 0.007, far below one quantization
-# step: under the training noise the synthesis sees noise alone, learns to
-# ignore it, and w shrinks on (runs without the gain stayed at
-# |w| ~ 0.007 and 0.000 bpp at rounding).  With it |w| starts near 0.7.
-LATENT_GAIN = 100.0
+SPEC = families.get("sae-conditional").preset("paper").layers[3]
+NESTED_CHANNELS = families.get("sae-nested").preset("paper").layers[0].latent_channels
 
 
 def gaussian_model(coding_rank=3):
@@ -41,69 +35,20 @@ def gaussian_model(coding_rank=3):
       tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=coding_rank)
 
 
-def _conv(filters, kernel, name, down=1, up=1, activation=None, bias=True,
-          small=False):
-  # ``small``: the residual's last convolution starts near zero (an output
-  # of about one grey level), not at zero, so the distortion's gradient
-  # reaches the new latent from the first step.
-  init = (tf.keras.initializers.VarianceScaling(1e-4) if small
-          else "variance_scaling")
-  return tfc.SignalConv2D(
-      filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
-      strides_up=up, padding="same_zeros", use_bias=bias,
-      activation=activation, kernel_parameter="variable",
-      kernel_initializer=init)
-
-
-def analysis_transform():
-  layers = [tf.keras.layers.Rescaling(1 / 255)]
-  for i, filters in enumerate(ANALYSIS_FILTERS):
-    layers.append(_conv(filters, 5, f"layer_{i}", down=2,
-                        activation=tfc.GDN(name=f"gdn_{i}")))
-  layers.append(_conv(LATENT_CHANNELS, 5, "layer_3", down=2, bias=False))
-  layers.append(tf.keras.layers.Rescaling(LATENT_GAIN))
-  return tf.keras.Sequential(layers, name="analysis")
-
-
-def context_transform():
-  return tf.keras.Sequential([
-      _conv(CONTEXT_FILTERS, 3, "layer_0", activation=tf.nn.relu),
-      _conv(CONTEXT_FILTERS, 3, "layer_1", activation=tf.nn.relu),
-      _conv(2 * LATENT_CHANNELS, 3, "layer_2"),
-  ], name="context")
-
-
-def synthesis_transform():
-  layers = []
-  for i, filters in enumerate(reversed(ANALYSIS_FILTERS)):
-    layers.append(_conv(filters, 5, f"layer_{i}", up=2,
-                        activation=tfc.GDN(name=f"igdn_{i}", inverse=True)))
-  layers.append(_conv(FUSION_FILTERS, 5, "layer_3", up=2))
-  return tf.keras.Sequential(layers, name="synthesis")
-
-
-def refine_transform():
-  """(synthesis features, x̂₂ / 255) -> the residual on the 0..255 scale."""
-  return tf.keras.Sequential([
-      _conv(FUSION_FILTERS, 3, "layer_0", activation=tf.nn.relu),
-      _conv(3, 3, "layer_1", small=True),
-      tf.keras.layers.Rescaling(255),
-  ], name="refine")
-
-
 class ConditionalTop(tf.Module):
   """The top layer; ``lower`` is (x̂₂, ŷ₃) from the frozen nested model."""
 
   def __init__(self):
     super().__init__(name="nested_top")
-    self.analysis = analysis_transform()
-    self.context = context_transform()
-    self.synthesis = synthesis_transform()
-    self.refine = refine_transform()
+    self.analysis = conditional.analysis_transform(SPEC)
+    self.context = conditional.context_transform(SPEC)
+    self.synthesis = conditional.synthesis_transform(SPEC)
+    self.refine = conditional.refine_transform()
     self.analysis.build((None, None, None, 6))
     self.context.build((None, None, None, NESTED_CHANNELS))
-    self.synthesis.build((None, None, None, LATENT_CHANNELS + NESTED_CHANNELS))
-    self.refine.build((None, None, None, FUSION_FILTERS + 3))
+    self.synthesis.build(
+        (None, None, None, SPEC.latent_channels + NESTED_CHANNELS))
+    self.refine.build((None, None, None, conditional.FUSION_FILTERS + 3))
 
   def checkpoint_objects(self):
     return dict(analysis=self.analysis, context=self.context,
