@@ -33,9 +33,9 @@ from sae.config import LayerSpec
 from sae.entropy import exact, rangecode
 from sae.entropy.layer import CodecDigests, checked
 from sae.entropy.meanscale import (GAUSSIAN_KEYS, SCALES_LEVELS,
-                                   gaussian_model, gaussian_rows,
-                                   gaussian_tables)
-from sae.models.transforms import GDN, TAPERED_KERNEL, SignalConv2D, Transform
+                                   coding_gaussian_tables, conv,
+                                   gaussian_model, gaussian_rows)
+from sae.models.transforms import GDN, TAPERED_KERNEL, Transform
 
 # The analysis' output is scaled by this fixed gain.  Fed 0..1 pixels, an
 # initialized analysis gives |w| of about 0.007, far below one quantization
@@ -56,13 +56,10 @@ def _conv(filters, kernel, name, down=1, up=1, activation=None, bias=True,
   # ``small``: the residual's last convolution starts near zero (about one
   # grey level), not at zero, so the distortion's gradient reaches the new
   # latent from the first step.
-  init = (tf.keras.initializers.VarianceScaling(1e-4) if small
-          else "variance_scaling")
-  return SignalConv2D(
-      filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
-      strides_up=up, padding="same_zeros", use_bias=bias,
-      activation=activation, kernel_parameter=TAPERED_KERNEL,
-      kernel_initializer=init)
+  return conv(filters, kernel, name, down=down, up=up, activation=activation,
+              use_bias=bias, kernel_parameter=TAPERED_KERNEL,
+              kernel_initializer=(tf.keras.initializers.VarianceScaling(1e-4)
+                                  if small else "variance_scaling"))
 
 
 def analysis_transform(spec: LayerSpec):
@@ -211,19 +208,14 @@ class ConditionalCodec(CodecDigests, tf.keras.Model):
     derived from the weights."""
     keys = exact.table_keys(self.context, CONTEXT_PREFIX)
     if tables is None:
-      cdf, offset = gaussian_tables()
       self._context_tables = exact.integer_tables(self.context,
                                                   CONTEXT_PREFIX)
     else:
-      missing = (set(self.table_keys) | set(keys)) - set(tables)
+      missing = (set(GAUSSIAN_KEYS) | set(keys)) - set(tables)
       if missing:
         raise ValueError(f"{self.name}: stored tables lack {sorted(missing)}")
-      cdf, offset = (np.asarray(tables[key]) for key in GAUSSIAN_KEYS)
-      if offset.shape != (SCALES_LEVELS,):
-        raise ValueError(f"{self.name}: stored Gaussian tables have "
-                         f"{offset.size} rows, not {SCALES_LEVELS}")
       self._context_tables = {key: np.asarray(tables[key]) for key in keys}
-    self._gaussian = (cdf.astype(np.int32), offset.astype(np.int32))
+    self._gaussian = coding_gaussian_tables(tables, self.name)
     self._gaussian_offset = tf.constant(self._gaussian[1])
     self._tables = rangecode.Tables(self._gaussian[0])
     self._exact_context = exact.ExactTransform(

@@ -72,12 +72,14 @@ def gaussian_rows(index):
 
 
 def conv(filters, kernel, name, down=1, up=1, activation=None,
-         bias_initializer="zeros", use_bias=True, kernel_parameter="rdft"):
+         bias_initializer="zeros", use_bias=True, kernel_parameter="rdft",
+         kernel_initializer="variance_scaling"):
   return SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
       strides_up=up, padding="same_zeros", use_bias=use_bias,
       activation=activation, bias_initializer=bias_initializer,
-      kernel_parameter=kernel_parameter)
+      kernel_parameter=kernel_parameter,
+      kernel_initializer=kernel_initializer)
 
 
 def hyper_analysis_transform(filters, channels=None,
@@ -150,6 +152,23 @@ def gaussian_tables():
   with tf.device("/CPU:0"):  # as the factorized tables
     cdf, offset = build()
   return cdf.numpy(), offset.numpy()
+
+
+def coding_gaussian_tables(tables, name) -> tuple:
+  """The Gaussian's (cdf, cdf_offset), int32 NumPy: from a layer's stored
+  ``tables`` (checked), or built from the scale grid when None.
+
+  Raises:
+    ValueError: the stored tables are not the grid's.
+  """
+  if tables is None:
+    cdf, offset = gaussian_tables()
+  else:
+    cdf, offset = (np.asarray(tables[key]) for key in GAUSSIAN_KEYS)
+    if offset.shape != (SCALES_LEVELS,):
+      raise ValueError(f"{name}: stored Gaussian tables have "
+                       f"{offset.size} rows, not {SCALES_LEVELS}")
+  return cdf.astype(np.int32), offset.astype(np.int32)
 
 
 class MeanScaleCodec(LayerCodec):
@@ -252,14 +271,7 @@ class MeanScaleCodec(LayerCodec):
 
   def prepare_for_coding(self, tables=None):
     super().prepare_for_coding(tables)
-    if tables is not None:
-      cdf, offset = (np.asarray(tables[key]) for key in GAUSSIAN_KEYS)
-      if offset.shape != (SCALES_LEVELS,):
-        raise ValueError(f"{self.name}: stored Gaussian tables have "
-                         f"{offset.size} rows, not {SCALES_LEVELS}")
-    else:
-      cdf, offset = gaussian_tables()
-    self._gaussian_tables = (cdf.astype(np.int32), offset.astype(np.int32))
+    self._gaussian_tables = coding_gaussian_tables(tables, self.name)
     self._gaussian_offset = tf.constant(self._gaussian_tables[1])
     # One table for the payload: z's rows (its channels), then the
     # Gaussian's (scale indexes, offset by z's channel count).
