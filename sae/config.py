@@ -50,6 +50,11 @@ class LayerSpec:
       "bls2017", Balle et al.'s 9x9 /4 and two 5x5 /2 convolutions of
       ``conv_filters`` each; "tapered", four 5x5 /2 convolutions widening
       to ``conv_filters`` as the resolution halves (SAE-2, issue #39).
+    decoder: a conditional layer's synthesis and refinement
+      (sae.entropy.conditional.DECODERS): "transposed", 5x5 transposed
+      convolutions up to the image's resolution, or "subpixel", 3x3
+      convolutions at the lower resolution, each followed by a
+      depth-to-space, at about a tenth of the cost.  Other kinds ignore it.
   """
 
   conv_filters: int
@@ -60,6 +65,7 @@ class LayerSpec:
   kind: str = "factorized"
   step: float = 1.0
   transforms: str = "bls2017"
+  decoder: str = "transposed"
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -67,6 +73,8 @@ class LayerSpec:
       del d["step"]
     if d["transforms"] == "bls2017":  # every model before SAE-2's, as it was
       del d["transforms"]
+    if d["decoder"] == "transposed":  # every model before session 31's
+      del d["decoder"]
     return d
 
   @classmethod

@@ -23,9 +23,9 @@ def model_of(seed=0):
   return nested_model(seed=seed, family=FAMILY)
 
 
-def fresh(seed=0):
+def fresh(seed=0, decoder=None):
   tf.keras.utils.set_random_seed(seed)
-  return build_model(nested_config(family=FAMILY))
+  return build_model(nested_config(family=FAMILY, decoder=decoder))
 
 
 def test_the_family_is_the_nested_ladder_and_a_conditional_top():
@@ -66,8 +66,9 @@ def test_the_top_refines_the_ladder_and_the_ladder_codes_without_it():
       model.decompress(three[:3], tf.constant([32, 48])).numpy())
 
 
-def test_large_images_code_band_by_band_to_the_same_reconstruction():
-  model = fresh(1)
+@pytest.mark.parametrize("decoder", list(conditional.DECODERS))
+def test_large_images_code_band_by_band_to_the_same_reconstruction(decoder):
+  model = fresh(1, decoder)
   model.prepare_for_coding()
   model.band_latent_pixels = 8  # a 150x120 image: one latent row a band
   image = random_image(150, 120, seed=5)
@@ -198,6 +199,60 @@ def test_the_joint_loss_adds_the_top_to_the_ladder():
   assert all(g is not None for g in grads)  # the analysis learns for the top
 
 
+def test_the_decoder_changes_the_image_not_the_stream():
+  """The sub-pixel decoder was trained on the transposed one's frozen
+  analysis and context (research/subpixel_top): the same strings, another
+  top weights id, another image."""
+  transposed, subpixel = fresh(5, "transposed"), fresh(6, "subpixel")
+  for mine, theirs in zip(subpixel.codecs[:3], transposed.codecs[:3]):
+    for a, b in zip(mine.weight_variables, theirs.weight_variables):
+      a.assign(b)
+  for name in ("analysis", "context"):
+    for a, b in zip(getattr(subpixel.top, name).weights,
+                    getattr(transposed.top, name).weights, strict=True):
+      a.assign(b)
+  for model in (transposed, subpixel):
+    model.prepare_for_coding()
+  image = random_image(40, 56, seed=11)
+  strings, shape = transposed.compress(image, 4)
+  assert list(subpixel.compress(image, 4)[0].numpy()) == list(strings.numpy())
+  ids = [m.weights_ids() for m in (transposed, subpixel)]
+  assert ids[0][:3] == ids[1][:3] and ids[0][3] != ids[1][3]
+  three = [m.decompress(strings[:3], shape).numpy()
+           for m in (transposed, subpixel)]
+  np.testing.assert_array_equal(three[0], three[1])
+  four = [m.decompress(strings, shape).numpy() for m in (transposed, subpixel)]
+  assert np.any(four[0] != four[1])
+  # Its multiply-adds per pixel are about a tenth of the transposed one's.
+  paper = families.get(FAMILY).preset("paper").layers[3]
+  costs = [_decoder_macs(dataclasses.replace(paper, decoder=d))
+           for d in ("transposed", "subpixel")]
+  assert costs[1] < costs[0] / 5
+
+
+def _decoder_macs(spec):
+  """Multiply-adds per image pixel of a conditional layer's synthesis and
+  refinement: each kernel's size times its output positions (a transposed
+  convolution's kernel spreads over stride² of them; GDNs left out)."""
+  codec = ConditionalCodec(spec, "el3", condition_channels=128)
+  total, positions = 0.0, 1 / 16 ** 2  # output positions per image pixel
+  for layer in codec.synthesis.layers + codec.refine.layers:
+    if isinstance(layer, conditional.PixelShuffle):
+      positions *= 4
+    elif hasattr(layer, "kernel"):
+      up = int(np.prod(layer.strides_up))
+      positions *= up
+      total += np.prod(layer.kernel.shape) * positions / up
+  return total
+
+
+def test_an_unknown_decoder_is_refused():
+  spec = dataclasses.replace(nested_config(family=FAMILY).layers[3],
+                             decoder="bicubic")
+  with pytest.raises(ValueError, match="unknown decoder"):
+    ConditionalCodec(spec, "el3", condition_channels=16)
+
+
 def test_a_conditional_layer_below_the_top_is_refused():
   layers = list(nested_config(family=FAMILY).layers)
   with pytest.raises(ValueError, match="top layer"):
@@ -205,9 +260,13 @@ def test_a_conditional_layer_below_the_top_is_refused():
 
 
 def test_the_config_round_trips(tmp_path):
-  config = nested_config(family=FAMILY)
-  checkpoints.write_config(tmp_path, config)
-  assert checkpoints.read_config(tmp_path) == config
+  for decoder in conditional.DECODERS:
+    config = nested_config(family=FAMILY, decoder=decoder)
+    checkpoints.write_config(tmp_path, config)
+    assert checkpoints.read_config(tmp_path) == config
+    # The default is left out: folders written before it read as they were.
+    assert ("decoder" in (tmp_path / "config.json").read_text()) == (
+        decoder != "transposed")
   wrong = dataclasses.replace(config, layers=config.layers[:3] + (
       dataclasses.replace(config.layers[3], kind="nested"),))
   checkpoints.write_config(tmp_path, wrong)

@@ -21,10 +21,13 @@ def test_the_family_builds_a_nested_model_of_four_steps():
   assert model.steps == pytest.approx((0.27, 0.09, 0.03, 0.01))
 
 
-@pytest.mark.parametrize("family", ["sae-nested", "sae2", "sae-conditional"])
+@pytest.mark.parametrize("family,decoder", [
+    ("sae-nested", None), ("sae2", None), ("sae-conditional", "transposed"),
+    ("sae-conditional", "subpixel")])
 @pytest.mark.parametrize("height,width", [(17, 31), (64, 48)])
-def test_each_prefix_decodes_to_its_layers_reconstruction(height, width, family):
-  model = nested_model(family=family)
+def test_each_prefix_decodes_to_its_layers_reconstruction(height, width, family,
+                                                          decoder):
+  model = nested_model(family=family, decoder=decoder)
   image = random_image(height, width, seed=3)
   expected = model.reconstructions(tf.cast(image, tf.float32)[None])
   strings, shape = model.compress(image, 4)

@@ -27,21 +27,25 @@ def tiny_model(num_layers=4, seed=0):
   return model
 
 
-def nested_config(scale=0.01, family="sae-nested"):
+def nested_config(scale=0.01, family="sae-nested", decoder=None):
   """The tiny preset of a nested family with its steps times ``scale``: an
   untrained latent is small, and at the preset's steps (27 .. 1) the lower
-  layers would send no trit at all."""
+  layers would send no trit at all.  ``decoder``: the conditional top's
+  (LayerSpec.decoder), if not the preset's."""
   layers = tuple(dataclasses.replace(s, step=s.step * scale)
                  for s in families.get(family).preset("tiny").layers)
+  if decoder is not None:
+    layers = tuple(dataclasses.replace(s, decoder=decoder)
+                   if s.kind == "conditional" else s for s in layers)
   return ModelConfig(layers, preset="tiny", family=family)
 
 
 @functools.lru_cache(maxsize=None)
-def nested_model(seed=0, family="sae-nested"):
+def nested_model(seed=0, family="sae-nested", decoder=None):
   """A tiny model of a nested family (nested_config) with coding tables."""
   import tensorflow as tf
   tf.keras.utils.set_random_seed(seed)
-  model = families.build_model(nested_config(family=family))
+  model = families.build_model(nested_config(family=family, decoder=decoder))
   model.prepare_for_coding()
   return model
 

@@ -54,7 +54,7 @@ trained=${trained#"$root"/}  # inside the repository: named as records name it
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 kodak=${KODAK:-kodak}
 weights=weights/$model
-recon=results/kodak/recon-$model  # not committed (.gitignore)
+recon=results/recon/$model  # not committed (.gitignore); results/kodak holds results files only
 
 python tools/ship_weights.py "$trained" "$weights" "$@"
 results=$(python -c 'import sys; from tools.pin_shipped_streams import results_file

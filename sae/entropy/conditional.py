@@ -52,13 +52,14 @@ CONTEXT_PREFIX = "context"
 
 
 def _conv(filters, kernel, name, down=1, up=1, activation=None, bias=True,
-          small=False):
+          small=None):
   # ``small``: the residual's last convolution starts near zero (about one
-  # grey level), not at zero, so the distortion's gradient reaches the new
-  # latent from the first step.
+  # grey level: its initial variance scale, set by the features it reads),
+  # not at zero, so the distortion's gradient reaches the new latent from
+  # the first step.
   return conv(filters, kernel, name, down=down, up=up, activation=activation,
               use_bias=bias, kernel_parameter=TAPERED_KERNEL,
-              kernel_initializer=(tf.keras.initializers.VarianceScaling(1e-4)
+              kernel_initializer=(tf.keras.initializers.VarianceScaling(small)
                                   if small else "variance_scaling"))
 
 
@@ -97,9 +98,85 @@ def refine_transform():
   """[features, x̂ₗ / 255] -> the residual added to x̂ₗ (0..255 scale)."""
   return Transform([
       _conv(FUSION_FILTERS, 3, "layer_0", activation=tf.nn.relu),
-      _conv(3, 3, "layer_1", small=True),
+      _conv(3, 3, "layer_1", small=1e-4),
       tf.keras.layers.Rescaling(255),
   ], name="refine")
+
+
+class PixelShuffle(tf.keras.layers.Layer):
+  """Depth to space by ``factor`` (or space to depth when ``inverse``):
+  the sub-pixel decoder's up-sampling, with shapes for Transform.build."""
+
+  def __init__(self, factor=2, inverse=False, **kwargs):
+    super().__init__(**kwargs)
+    self.factor = factor
+    self.inverse = inverse
+
+  def call(self, x):
+    if self.inverse:
+      return tf.nn.space_to_depth(x, self.factor)
+    return tf.nn.depth_to_space(x, self.factor)
+
+  def compute_output_shape(self, shape):
+    shape = tf.TensorShape(shape).as_list()
+    f = self.factor if self.inverse else 1 / self.factor
+
+    def scaled(n, by):
+      return None if n is None else int(n * by)
+
+    return tf.TensorShape([shape[0], scaled(shape[1], 1 / f),
+                           scaled(shape[2], 1 / f), scaled(shape[3], f * f)])
+
+
+# The sub-pixel decoder (docs/sae2.md, session 31): convolutions at the
+# lower resolution, each followed by a depth-to-space, and the refinement
+# at half resolution on the image below cut into 2x2 blocks.  Its widths,
+# (filters at /16, /8, /4; features at /2; the refinement's hidden width).
+# Inverse GDNs only where their input is small: chained after the /8
+# shuffle, their x·sqrt(β + γx²) grew the features to hundreds at the start.
+SUBPIXEL_WIDTHS = (128, 64, 32, 16, 24)
+
+
+def subpixel_synthesis_transform(spec: LayerSpec):
+  """[ŵ, ŷₗ] -> SUBPIXEL_WIDTHS[3] features at half the image's resolution,
+  in about a tenth of synthesis_transform's multiply-adds."""
+  w16, w8, w4, w2, _ = SUBPIXEL_WIDTHS
+  return Transform([
+      _conv(w16, 1, "layer_0", activation=GDN(name="igdn_0", inverse=True)),
+      _conv(4 * w8, 3, "layer_1"),
+      PixelShuffle(name="shuffle_1"),
+      GDN(name="igdn_1", inverse=True),
+      _conv(4 * w4, 3, "layer_2", activation=tf.nn.relu),
+      PixelShuffle(name="shuffle_2"),
+      _conv(4 * w2, 3, "layer_3", activation=tf.nn.relu),
+      PixelShuffle(name="shuffle_3"),
+  ], name="synthesis")
+
+
+def subpixel_refine_transform():
+  """[features, x̂ₗ / 255 in 2x2 blocks] (half resolution) -> the residual
+  added to x̂ₗ (0..255 scale, full resolution).
+
+  Its output is not a 0..1 residual times 255 as refine_transform's: Adam
+  moves every weight by about its learning rate, and through a factor of
+  255 the first steps moved the image by tens of levels and left the ReLUs
+  below dead (session 31: 1,000 steps decoded to the three layers' image).
+  """
+  return Transform([
+      _conv(SUBPIXEL_WIDTHS[4], 3, "layer_0", activation=tf.nn.relu),
+      _conv(12, 3, "layer_1", small=1e-4),
+      PixelShuffle(name="shuffle"),
+  ], name="refine")
+
+
+# spec.decoder -> (synthesis, refinement, the refinement's input channels,
+# the factor by which the refinement's input is below the image's size).
+DECODERS = {
+    "transposed": (synthesis_transform, refine_transform,
+                   FUSION_FILTERS + 3, 1),
+    "subpixel": (subpixel_synthesis_transform, subpixel_refine_transform,
+                 SUBPIXEL_WIDTHS[3] + 12, 2),
+}
 
 
 def conditional_filters(spec: LayerSpec) -> tuple:
@@ -118,16 +195,21 @@ class ConditionalCodec(CodecDigests, tf.keras.Model):
 
   def __init__(self, spec: LayerSpec, name: str, condition_channels: int):
     super().__init__(name=name)
+    if spec.decoder not in DECODERS:
+      raise ValueError(f"{name}: unknown decoder {spec.decoder!r} (one of "
+                       f"{', '.join(DECODERS)})")
     self.spec = spec
+    synthesis, refine, refine_channels, self._refine_factor = DECODERS[
+        spec.decoder]
     self.analysis = analysis_transform(spec)
     self.context = context_transform(spec)
-    self.synthesis = synthesis_transform(spec)
-    self.refine = refine_transform()
+    self.synthesis = synthesis(spec)
+    self.refine = refine()
     self.analysis.build((None, None, None, 6))
     self.context.build((None, None, None, condition_channels))
     self.synthesis.build(
         (None, None, None, spec.latent_channels + condition_channels))
-    self.refine.build((None, None, None, FUSION_FILTERS + 3))
+    self.refine.build((None, None, None, refine_channels))
     # Training steps taken, for the rate's warm-up; checkpointed with the
     # layer but not one of its weights (the digest leaves it out).
     self.steps_trained = tf.Variable(
@@ -189,7 +271,10 @@ class ConditionalCodec(CodecDigests, tf.keras.Model):
   def reconstruct(self, w_hat, y_lower, x_lower):
     """x̂ from ŵ and what the layers below decoded."""
     features = self.synthesis(tf.concat([w_hat, y_lower], -1))
-    return x_lower + self.refine(tf.concat([features, x_lower / 255], -1))
+    below = x_lower / 255
+    if self._refine_factor > 1:  # the refinement reads 2x2 blocks
+      below = tf.nn.space_to_depth(below, self._refine_factor)
+    return x_lower + self.refine(tf.concat([features, below], -1))
 
   # Coding.
 
