@@ -38,17 +38,20 @@ def gaussian_model(coding_rank=3):
 class ConditionalTop(tf.Module):
   """The top layer; ``lower`` is (x̂₂, ŷ₃) from the frozen nested model."""
 
-  def __init__(self):
+  def __init__(self, decoder="transposed"):
     super().__init__(name="nested_top")
+    synthesis, refine, refine_channels, self.refine_factor = (
+        conditional.DECODERS[decoder])
+    self.decoder = decoder
     self.analysis = conditional.analysis_transform(SPEC)
     self.context = conditional.context_transform(SPEC)
-    self.synthesis = conditional.synthesis_transform(SPEC)
-    self.refine = conditional.refine_transform()
+    self.synthesis = synthesis(SPEC)
+    self.refine = refine()
     self.analysis.build((None, None, None, 6))
     self.context.build((None, None, None, NESTED_CHANNELS))
     self.synthesis.build(
         (None, None, None, SPEC.latent_channels + NESTED_CHANNELS))
-    self.refine.build((None, None, None, conditional.FUSION_FILTERS + 3))
+    self.refine.build((None, None, None, refine_channels))
 
   def checkpoint_objects(self):
     return dict(analysis=self.analysis, context=self.context,
@@ -83,26 +86,30 @@ class ConditionalTop(tf.Module):
     else:
       w_hat = tf.round(w - mean) + mean
     features = self.synthesis(tf.concat([w_hat, y3], -1))
-    x_hat = x2 + self.refine(tf.concat([features, x2 / 255], -1))
+    below = x2 / 255
+    if self.refine_factor > 1:  # the sub-pixel refinement reads 2x2 blocks
+      below = tf.nn.space_to_depth(below, self.refine_factor)
+    x_hat = x2 + self.refine(tf.concat([features, below], -1))
     mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=(1, 2, 3))
     return bits, x_hat, mse
 
 
-def load_top(weights) -> tuple:
+def load_top(weights, decoder="transposed") -> tuple:
   """(ConditionalTop, step) from train.py's run folder, a weights folder of
   the package's sae-conditional family (its el3, the same network; see
   to_folder.py), or an npz of export.py's former format."""
   import pathlib
   weights = pathlib.Path(weights)
-  model = ConditionalTop()
   if (weights / "config.json").is_file():
     from sae import checkpoints
     top = checkpoints.load_model(weights, prepare=False).top
+    model = ConditionalTop(top.spec.decoder)
     mine = [v for obj in model.checkpoint_objects().values()
             for v in obj.weights]
     for theirs, v in zip(top.weight_variables, mine, strict=True):
       v.assign(theirs)
     return model, int(top.steps_trained)
+  model = ConditionalTop(decoder)
   if weights.suffix == ".npz":
     from train_top import load_committed  # research/sae2 on sys.path
     return model, load_committed(model, weights)

@@ -90,6 +90,10 @@ def main(argv=None):
                  "the sae-conditional family (weights/sae-conditional) or "
                  "another run's folder (its step kept; Adam's state starts "
                  "over)")
+  p.add_argument("--decoder", default="transposed",
+                 choices=["transposed", "subpixel"],
+                 help="the top's synthesis and refinement "
+                 "(sae.entropy.conditional.DECODERS); --init's must match")
   args = p.parse_args(argv)
 
   out = pathlib.Path(args.out)
@@ -97,7 +101,7 @@ def main(argv=None):
   tf.random.set_seed(args.seed)
   train_paths, held = split(args.corpus)
   lower = nested_lower(args.nested)
-  model = ConditionalTop()
+  model = ConditionalTop(args.decoder)
   optimizer = tf.keras.optimizers.Adam(learning_rate=args.lr,
                                        global_clipnorm=1.0)
   lr = optimizer.learning_rate
@@ -163,8 +167,8 @@ def main(argv=None):
 
   signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(
       KeyboardInterrupt()))
-  if int(step) == 0:
-    validate()
+  if int(step) == 0 or (args.init and not manager.latest_checkpoint):
+    validate()  # where the run starts
   data = training_crops(train_paths, args.patch, args.batch,
                         args.seed + int(step))
   sums, count, t0, t_save = np.zeros(3), 0, time.time(), time.time()

@@ -1,7 +1,9 @@
 """Trains a sub-pixel decoder for weights/sae-conditional's top layer on its
 frozen analysis and context: the stream stays byte for byte the same, only
-the decoder (synthesis and refinement) changes, and only distortion trains.
-A research run, outside the package; resumable.
+the decoder (synthesis and refinement) changes, and only distortion trains
+(to the photograph, and to the shipped decoder's image: without that
+target it learnt nothing in 1,000 steps).  A research run, outside the
+package; resumable.  Session 31's run missed its gate (docs/sae2.md).
 
     nohup python research/subpixel_top/train_decoder.py --corpus DATA/train \
         --out checkpoints/subpixel-top > logs/subpixel-top.log 2>&1 &
@@ -9,7 +11,7 @@ A research run, outside the package; resumable.
 Why: the shipped top decodes in 3.9x the faithful model's four-layer time,
 against a target of 2x; its synthesis and refinement are 16 of its 18
 billion multiply-adds on a Kodak image (docs/sae2.md, session 31).
-sae.entropy.conditional.subpixel_* is about a tenth of that.
+sae.entropy.conditional.subpixel_* is a seventh of that.
 
 The frozen part runs once: every photograph of SAE-2's split (research/
 sae2/train_top.py: every 16th held out) is coded whole, as the decoder
@@ -17,7 +19,7 @@ sees it (ŵ rounded around the exact context's means, ŷ₃, x̂₂), and cached
 in --out/cache.  Training then reads random 16-aligned crops of those
 tensors, so a step costs the new decoder alone.  val.csv: PSNR of the 16
 held-out photographs whole, beside the shipped decoder's and the three
-layers' on the same tensors.
+layers' on the same tensors.  --out/cache holds about 1.7 GB.
 """
 
 import argparse

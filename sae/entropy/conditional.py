@@ -104,28 +104,16 @@ def refine_transform():
 
 
 class PixelShuffle(tf.keras.layers.Layer):
-  """Depth to space by ``factor`` (or space to depth when ``inverse``):
-  the sub-pixel decoder's up-sampling, with shapes for Transform.build."""
-
-  def __init__(self, factor=2, inverse=False, **kwargs):
-    super().__init__(**kwargs)
-    self.factor = factor
-    self.inverse = inverse
+  """Depth to space by 2: the sub-pixel decoder's up-sampling, with its
+  output shape for Transform.build."""
 
   def call(self, x):
-    if self.inverse:
-      return tf.nn.space_to_depth(x, self.factor)
-    return tf.nn.depth_to_space(x, self.factor)
+    return tf.nn.depth_to_space(x, 2)
 
   def compute_output_shape(self, shape):
-    shape = tf.TensorShape(shape).as_list()
-    f = self.factor if self.inverse else 1 / self.factor
-
-    def scaled(n, by):
-      return None if n is None else int(n * by)
-
-    return tf.TensorShape([shape[0], scaled(shape[1], 1 / f),
-                           scaled(shape[2], 1 / f), scaled(shape[3], f * f)])
+    b, h, w, c = tf.TensorShape(shape).as_list()
+    return tf.TensorShape([b, None if h is None else 2 * h,
+                           None if w is None else 2 * w, c // 4])
 
 
 # The sub-pixel decoder (docs/sae2.md, session 31): convolutions at the
@@ -138,8 +126,9 @@ SUBPIXEL_WIDTHS = (128, 64, 32, 16, 24)
 
 
 def subpixel_synthesis_transform(spec: LayerSpec):
-  """[ŵ, ŷₗ] -> SUBPIXEL_WIDTHS[3] features at half the image's resolution,
-  in about a tenth of synthesis_transform's multiply-adds."""
+  """[ŵ, ŷₗ] -> SUBPIXEL_WIDTHS[3] features at half the image's resolution.
+  With the refinement, a seventh of the transposed decoder's multiply-adds
+  per pixel (5.8 thousand against 42 thousand at the paper preset)."""
   w16, w8, w4, w2, _ = SUBPIXEL_WIDTHS
   return Transform([
       _conv(w16, 1, "layer_0", activation=GDN(name="igdn_0", inverse=True)),
