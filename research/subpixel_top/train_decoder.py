@@ -19,7 +19,7 @@ sees it (ŵ rounded around the exact context's means, ŷ₃, x̂₂), and cached
 in --out/cache.  Training then reads random 16-aligned crops of those
 tensors, so a step costs the new decoder alone.  val.csv: PSNR of the 16
 held-out photographs whole, beside the shipped decoder's and the three
-layers' on the same tensors.  --out/cache holds about 1.7 GB.
+layers' on the same tensors.  --out/cache holds about 2 GB.
 """
 
 import argparse
