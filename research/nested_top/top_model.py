@@ -97,7 +97,8 @@ class ConditionalTop(tf.Module):
 def load_top(weights, decoder="transposed") -> tuple:
   """(ConditionalTop, step) from train.py's run folder, a weights folder of
   the package's sae-conditional family (its el3, the same network; see
-  to_folder.py), or an npz of export.py's former format."""
+  to_folder.py), or an npz of export.py's former format.  ``decoder``: a
+  run folder's or npz's (a weights folder names its own)."""
   import pathlib
   weights = pathlib.Path(weights)
   if (weights / "config.json").is_file():
