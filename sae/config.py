@@ -54,7 +54,8 @@ class LayerSpec:
       (sae.entropy.conditional.DECODERS): "transposed", 5x5 transposed
       convolutions up to the image's resolution, or "subpixel", 3x3
       convolutions at the lower resolution, each followed by a
-      depth-to-space, at about a tenth of the cost.  Other kinds ignore it.
+      depth-to-space, at a seventh of the multiply-adds.  Other kinds
+      ignore it.
   """
 
   conv_filters: int
